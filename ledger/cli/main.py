@@ -1,0 +1,73 @@
+"""Entry point: the Typer app, the shared --db option, and exit codes 0 / 1 / 2."""
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import psycopg
+import typer
+from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError
+
+from ledger.application import Ledger
+from ledger.cli.output import error
+from ledger.persistence import DATABASE_URL_DEFAULT, DatabaseUrlError
+
+EXIT_OK = 0
+EXIT_INVALID = 1  # some input was invalid (the rest was still processed)
+EXIT_CANNOT_RUN = 2  # unreadable file, unreachable database, bad flags
+
+app = typer.Typer(
+    name="ledger",
+    help=(
+        "collateral-ledger: an event-sourced, platform-wide collateral ledger for margin trading.\n\n"
+        "Exit codes: 0 every line was processed (accepted, rejected and pending are normal "
+        "outcomes); 1 some input was invalid; 2 the command could not run."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="LEDGER_DATABASE_URL",
+        help=f"Database URL: sqlite:///path/file.db or postgresql://user@host:port/db "
+        f"[default: {DATABASE_URL_DEFAULT}]",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+DATABASE_ERRORS = (
+    DatabaseUrlError,
+    OperationalError,
+    InterfaceError,
+    ProgrammingError,
+    psycopg.Error,
+    sqlite3.Error,
+)
+
+
+@contextmanager
+def open_ledger(db: str | None) -> Iterator[Ledger]:
+    """The ledger at --db, or exit 2 with a clear message when it cannot be opened or used."""
+    try:
+        ledger = Ledger(db)
+    except DATABASE_ERRORS as exc:
+        error(f"cannot open the database: {exc}")
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    try:
+        with ledger:
+            yield ledger
+    except DATABASE_ERRORS as exc:
+        error(f"database error: {exc}")
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+
+
+def main() -> None:
+    from ledger.cli import demo, schema, show, submit  # noqa: F401  (registers the commands)
+
+    app()

@@ -1,0 +1,1 @@
+"""Aggregates: they record decided facts; they never decide."""

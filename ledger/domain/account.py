@@ -1,0 +1,312 @@
+"""MarginAccount: one user's cross, portfolio or isolated-pair account (DOMAIN.md §1, §2)."""
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
+
+
+class AccountKind(StrEnum):
+    CROSS = "cross"
+    PORTFOLIO = "portfolio"
+    ISOLATED = "isolated"
+
+
+class AccountStatus(StrEnum):
+    NOT_OPEN = "not_open"
+    PENDING_VERIFICATION = "pending_verification"
+    OPEN = "open"
+
+
+class Mode(StrEnum):
+    CLASSIC_3X = "classic_3x"
+    CLASSIC_5X = "classic_5x"
+    PRO = "pro"
+
+
+def account_kind(account: str) -> AccountKind:
+    return AccountKind(account.split(":", 1)[0])
+
+
+class MarginAccount(LedgerAggregate):
+    if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
+        user: str
+        account: str  # "cross", "portfolio" or "isolated:<PAIR>"
+        kind: AccountKind
+        pair_assets: tuple[str, ...]  # isolated accounts: the pair's two assets; else empty
+        status: AccountStatus
+        mode: Mode | None  # cross accounts only
+        holdings: dict[str, Decimal]
+        liabilities: dict[str, Decimal]
+        interest: dict[str, Decimal]
+        fixed_quota_usdt_overrides: dict[str, Decimal]
+        pending_transfer: dict[str, Any] | None  # the first transfer awaiting facial verification
+
+    @staticmethod
+    def create_id(user: str, account: str) -> UUID:
+        return ledger_id(f"account:{user}:{account}")
+
+    @property
+    def account_id(self) -> str:
+        return f"{self.user}:{self.account}"
+
+    @property
+    def counts_in_platform_total(self) -> bool:
+        """Cross and portfolio accounts count in T and fall under the cap; isolated ones don't."""
+        return self.kind is not AccountKind.ISOLATED
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is AccountStatus.OPEN
+
+    @property
+    def has_liabilities(self) -> bool:
+        return any(self.liabilities.values()) or any(self.interest.values())
+
+    def holding(self, asset: str) -> Decimal:
+        return self.holdings.get(asset, Decimal(0))
+
+    class Registered(LedgerAggregate.Created):
+        """The ledger first hears of the account; it is not open until a transfer-in succeeds."""
+
+        user: str
+        account: str
+        kind: AccountKind
+        pair_assets: tuple[str, ...]
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.user = self.user
+            account.account = self.account
+            account.kind = self.kind
+            account.pair_assets = self.pair_assets
+            account.status = AccountStatus.NOT_OPEN
+            account.mode = None
+            account.holdings = {}
+            account.liabilities = {}
+            account.interest = {}
+            account.fixed_quota_usdt_overrides = {}
+            account.pending_transfer = None
+
+    class Opened(LedgerAggregate.Event):
+        mode: Mode | None
+        transfer_request_id: str
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.status = AccountStatus.OPEN
+            account.mode = self.mode
+            account.pending_transfer = None
+
+    class TransferredIn(LedgerAggregate.Event):
+        asset: str
+        quantity: Decimal
+        holding_after: Decimal
+        decision: dict[str, Any]
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.holdings[self.asset] = account.holding(self.asset) + self.quantity
+            assert account.holdings[self.asset] == self.holding_after, self
+
+    class TransferInRejected(LedgerAggregate.Event):
+        asset: str
+        quantity_requested: Decimal
+        reason: str
+        decision: dict[str, Any]
+
+    class TransferPending(LedgerAggregate.Event):
+        """A flagged first transfer through the client: it waits for facial verification."""
+
+        transfer_request_id: str
+        asset: str
+        quantity: Decimal
+        decision: dict[str, Any]
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.status = AccountStatus.PENDING_VERIFICATION
+            account.pending_transfer = {
+                "transfer_request_id": self.transfer_request_id,
+                "asset": self.asset,
+                "quantity": self.quantity,
+            }
+
+    class VerificationCompleted(LedgerAggregate.Event):
+        transfer_request_id: str
+        passed: bool
+
+    class TransferCancelled(LedgerAggregate.Event):
+        transfer_request_id: str
+        reason: str
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.status = AccountStatus.NOT_OPEN
+            account.pending_transfer = None
+
+    class TransferredOut(LedgerAggregate.Event):
+        asset: str
+        quantity: Decimal
+        holding_after: Decimal
+        decision: dict[str, Any]
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.holdings[self.asset] = account.holding(self.asset) - self.quantity
+            assert account.holdings[self.asset] >= 0, self
+            assert account.holdings[self.asset] == self.holding_after, self
+
+    class TransferOutRejected(LedgerAggregate.Event):
+        asset: str
+        quantity_requested: Decimal
+        reason: str
+        decision: dict[str, Any]
+
+    class QuotaOverridden(LedgerAggregate.Event):
+        asset: str
+        fixed_quota_usdt: Decimal
+
+        def apply(self, account: "MarginAccount") -> None:
+            account.fixed_quota_usdt_overrides[self.asset] = self.fixed_quota_usdt
+
+    @classmethod
+    def register(
+        cls, *, user: str, account: str, pair_assets: tuple[str, ...], stamp: Stamp
+    ) -> "MarginAccount":
+        kind = account_kind(account)
+        if kind is AccountKind.ISOLATED:
+            assert len(pair_assets) == 2, pair_assets
+        else:
+            assert not pair_assets, pair_assets
+        return cls._create(
+            cls.Registered,
+            id=cls.create_id(user, account),
+            user=user,
+            account=account,
+            kind=kind,
+            pair_assets=pair_assets,
+            **stamp.fields(),
+        )
+
+    def open(self, *, transfer_request_id: str, stamp: Stamp) -> None:
+        assert not self.is_open, self.status
+        # Interpretation (DOMAIN.md §6): a cross account opens in Classic 3x.
+        mode = Mode.CLASSIC_3X if self.kind is AccountKind.CROSS else None
+        self.trigger_event(
+            self.Opened, mode=mode, transfer_request_id=transfer_request_id, **stamp.fields()
+        )
+
+    def transfer_in(
+        self, *, asset: str, quantity: Decimal, decision: dict[str, Any], stamp: Stamp
+    ) -> None:
+        assert self.is_open, self.status
+        assert quantity > 0, quantity
+        self._assert_asset_allowed(asset)
+        self.trigger_event(
+            self.TransferredIn,
+            asset=asset,
+            quantity=quantity,
+            holding_after=self.holding(asset) + quantity,
+            decision=decision,
+            **stamp.fields(),
+        )
+
+    def reject_transfer_in(
+        self,
+        *,
+        asset: str,
+        quantity_requested: Decimal,
+        reason: str,
+        decision: dict[str, Any],
+        stamp: Stamp,
+    ) -> None:
+        self.trigger_event(
+            self.TransferInRejected,
+            asset=asset,
+            quantity_requested=quantity_requested,
+            reason=reason,
+            decision=decision,
+            **stamp.fields(),
+        )
+
+    def hold_for_verification(
+        self,
+        *,
+        transfer_request_id: str,
+        asset: str,
+        quantity: Decimal,
+        decision: dict[str, Any],
+        stamp: Stamp,
+    ) -> None:
+        assert self.status is AccountStatus.NOT_OPEN, self.status
+        assert quantity > 0, quantity
+        self._assert_asset_allowed(asset)
+        self.trigger_event(
+            self.TransferPending,
+            transfer_request_id=transfer_request_id,
+            asset=asset,
+            quantity=quantity,
+            decision=decision,
+            **stamp.fields(),
+        )
+
+    def complete_verification(
+        self, *, transfer_request_id: str, passed: bool, stamp: Stamp
+    ) -> None:
+        assert self.pending_transfer is not None, self.status
+        assert self.pending_transfer["transfer_request_id"] == transfer_request_id
+        self.trigger_event(
+            self.VerificationCompleted,
+            transfer_request_id=transfer_request_id,
+            passed=passed,
+            **stamp.fields(),
+        )
+
+    def cancel_pending_transfer(self, *, reason: str, stamp: Stamp) -> None:
+        assert self.pending_transfer is not None, self.status
+        self.trigger_event(
+            self.TransferCancelled,
+            transfer_request_id=self.pending_transfer["transfer_request_id"],
+            reason=reason,
+            **stamp.fields(),
+        )
+
+    def transfer_out(
+        self, *, asset: str, quantity: Decimal, decision: dict[str, Any], stamp: Stamp
+    ) -> None:
+        assert self.is_open, self.status
+        assert 0 < quantity <= self.holding(asset), (quantity, self.holding(asset))
+        self.trigger_event(
+            self.TransferredOut,
+            asset=asset,
+            quantity=quantity,
+            holding_after=self.holding(asset) - quantity,
+            decision=decision,
+            **stamp.fields(),
+        )
+
+    def reject_transfer_out(
+        self,
+        *,
+        asset: str,
+        quantity_requested: Decimal,
+        reason: str,
+        decision: dict[str, Any],
+        stamp: Stamp,
+    ) -> None:
+        self.trigger_event(
+            self.TransferOutRejected,
+            asset=asset,
+            quantity_requested=quantity_requested,
+            reason=reason,
+            decision=decision,
+            **stamp.fields(),
+        )
+
+    def override_quota(self, *, asset: str, fixed_quota_usdt: Decimal, stamp: Stamp) -> None:
+        assert self.counts_in_platform_total, self.kind
+        assert fixed_quota_usdt > 0, fixed_quota_usdt
+        self.trigger_event(
+            self.QuotaOverridden, asset=asset, fixed_quota_usdt=fixed_quota_usdt, **stamp.fields()
+        )
+
+    def _assert_asset_allowed(self, asset: str) -> None:
+        if self.kind is AccountKind.ISOLATED:
+            assert asset in self.pair_assets, (asset, self.pair_assets)

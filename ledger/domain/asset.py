@@ -1,0 +1,117 @@
+"""Asset (listing, index price marks) and AssetCatalog (which assets are listed)."""
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
+from ledger.params import CollateralBracket
+
+
+class Asset(LedgerAggregate):
+    """One listed asset: its collateral rank and ladder, and its index price marks as events."""
+
+    if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
+        symbol: str
+        collateral_rank: int
+        collateral_ladder: tuple[CollateralBracket, ...]
+        quantity_decimals: int
+        capped_ranks: tuple[int, ...]
+        price_usdt: Decimal | None
+
+    @staticmethod
+    def create_id(symbol: str) -> UUID:
+        return ledger_id(f"asset:{symbol}")
+
+    class Listed(LedgerAggregate.Created):
+        symbol: str
+        collateral_rank: int
+        collateral_ladder: tuple[CollateralBracket, ...]
+        quantity_decimals: int
+        capped_ranks: tuple[int, ...]  # DOMAIN.md §3's rank set, recorded as in force at listing
+
+        def apply(self, asset: "Asset") -> None:
+            asset.symbol = self.symbol
+            asset.collateral_rank = self.collateral_rank
+            asset.collateral_ladder = self.collateral_ladder
+            asset.quantity_decimals = self.quantity_decimals
+            asset.capped_ranks = self.capped_ranks
+            asset.price_usdt = None
+
+    class PriceMarked(LedgerAggregate.Event):
+        price_usdt: Decimal
+
+        def apply(self, asset: "Asset") -> None:
+            asset.price_usdt = self.price_usdt
+
+    @classmethod
+    def list(
+        cls,
+        *,
+        symbol: str,
+        collateral_rank: int,
+        collateral_ladder: tuple[CollateralBracket, ...],
+        quantity_decimals: int,
+        capped_ranks: tuple[int, ...],
+        stamp: Stamp,
+    ) -> "Asset":
+        assert 1 <= collateral_rank <= 10, collateral_rank
+        assert collateral_ladder and collateral_ladder[-1].up_to_usdt is None, collateral_ladder
+        return cls._create(
+            cls.Listed,
+            id=cls.create_id(symbol),
+            symbol=symbol,
+            collateral_rank=collateral_rank,
+            collateral_ladder=collateral_ladder,
+            quantity_decimals=quantity_decimals,
+            capped_ranks=capped_ranks,
+            **stamp.fields(),
+        )
+
+    @property
+    def is_cap_eligible(self) -> bool:
+        """Whether the max collateral rule applies to this asset's rank (DOMAIN.md §3)."""
+        return self.collateral_rank in self.capped_ranks
+
+    def mark_price(self, *, price_usdt: Decimal, stamp: Stamp) -> None:
+        assert price_usdt > 0, price_usdt
+        self.trigger_event(self.PriceMarked, price_usdt=price_usdt, **stamp.fields())
+
+
+class AssetCatalog(LedgerAggregate):
+    """The set of listed assets, so that queries and pair names can enumerate them."""
+
+    if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
+        symbols: list[str]
+
+    @staticmethod
+    def create_id() -> UUID:
+        return ledger_id("asset-catalog")
+
+    class Started(LedgerAggregate.Created):
+        def apply(self, catalog: "AssetCatalog") -> None:
+            catalog.symbols = []
+
+    class AssetAdded(LedgerAggregate.Event):
+        symbol: str
+
+        def apply(self, catalog: "AssetCatalog") -> None:
+            catalog.symbols.append(self.symbol)
+
+    @classmethod
+    def start(cls, *, stamp: Stamp) -> "AssetCatalog":
+        return cls._create(cls.Started, id=cls.create_id(), **stamp.fields())
+
+    def add(self, *, symbol: str, stamp: Stamp) -> None:
+        assert symbol not in self.symbols, symbol
+        self.trigger_event(self.AssetAdded, symbol=symbol, **stamp.fields())
+
+    def split_pair(self, pair: str) -> tuple[str, str] | None:
+        """The two listed assets a pair name is made of ("BTCUSDT" -> BTC, USDT), if exactly one way."""
+        listed = set(self.symbols)
+        splits = [
+            (pair[:i], pair[i:]) for i in range(2, len(pair) - 1)
+            if pair[:i] in listed and pair[i:] in listed
+        ]
+        return splits[0] if len(splits) == 1 else None
+

@@ -1,0 +1,86 @@
+"""Base classes for the ledger's aggregates and their pydantic events (DOMAIN.md §8)."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    datetime_now_with_tzinfo,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+# Every aggregate id is a uuid5 in this namespace of a readable key ("account:u1:cross").
+LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://collateral-ledger.invalid/ids")
+
+
+def ledger_id(key: str) -> UUID:
+    return uuid5(LEDGER_NAMESPACE, key)
+
+
+def event_id(originator_id: UUID, originator_version: int) -> str:
+    """An event's id: its aggregate and version, which the store keeps unique."""
+    return f"{originator_id}:{originator_version}"
+
+
+class DomainEvent(BaseModel):
+    """What every event carries: ids and version, both times, the actor and the request."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime = Field(default_factory=datetime_now_with_tzinfo)  # recorded_at
+    effective_at: datetime  # business time, from the request
+    actor: str
+    request_id: str
+
+    @property
+    def event_id(self) -> str:
+        return event_id(self.originator_id, self.originator_version)
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.timestamp
+
+
+class LedgerAggregate(BaseAggregate[UUID]):
+    """An aggregate that remembers the business time of its latest event.
+
+    DOMAIN.md §8 Interpretation: effective_at never goes backwards for an aggregate, so its
+    history up to a time is a prefix of its events.
+    """
+
+    if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
+        last_effective_at: datetime
+
+    class Event(DomainEvent, CanMutateAggregate[UUID]):
+        def mutate(self, aggregate: Any) -> Any:
+            assert aggregate is None or self.effective_at >= aggregate.last_effective_at, (
+                self.effective_at,
+                aggregate.last_effective_at,
+            )
+            aggregate = super().mutate(aggregate)
+            aggregate.last_effective_at = self.effective_at
+            return aggregate
+
+    class Created(Event, CanInitAggregate[UUID]):
+        originator_topic: str
+
+    def pending_event_ids(self) -> list[str]:
+        return [e.event_id for e in self._pending_events]  # type: ignore[attr-defined]
+
+
+class Stamp(BaseModel):
+    """The metadata every event of one command shares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    effective_at: datetime
+    actor: str
+    request_id: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"effective_at": self.effective_at, "actor": self.actor, "request_id": self.request_id}

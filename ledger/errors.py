@@ -1,0 +1,23 @@
+"""Exceptions for input the ledger refuses without recording anything."""
+
+from ledger.commands import CommandInvalid, FieldError
+
+
+class LedgerInputError(CommandInvalid):
+    """A well-formed command that the ledger's state makes meaningless (unknown asset, ...)."""
+
+    def __init__(self, field: str, problem: str, request_id: str | None = None) -> None:
+        super().__init__([FieldError(field=field, problem=problem)], request_id)
+
+
+class RequestIdReused(LedgerInputError):
+    """Same request_id, different payload: an idempotency key may name one request only."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            "request_id", "was already used for a different request (idempotency key)", request_id
+        )
+
+
+class SaveRetriesExhausted(RuntimeError):
+    """Version conflicts kept recurring past limits.SAVE_RETRY_COUNT_MAX: fail, never guess."""

@@ -1,0 +1,1 @@
+"""Command handlers: load state, call the pure rules, tell the aggregates what was decided."""

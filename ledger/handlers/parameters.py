@@ -1,0 +1,115 @@
+"""Parameter commands (COMMANDS.md "Parameters"): each one event, in force from its effective_at."""
+
+from ledger.commands import ListAsset, MarkPrices, SetAccountQuota, SetCollateralCap
+from ledger.domain.account import AccountKind, MarginAccount, account_kind
+from ledger.domain.asset import Asset, AssetCatalog
+from ledger.domain.asset_pool import AssetPool
+from ledger.errors import LedgerInputError
+from ledger.handlers.accounts import load_or_register_account
+from ledger.money import format_plain
+from ledger.params import CAPPED_RANKS_DEFAULT, FULL_VALUE_LADDER, QUOTE_ASSET, CapParams
+from ledger.outcomes import Status
+from ledger.unit_of_work import Decided, UnitOfWork
+
+
+def list_asset(unit: UnitOfWork, command: ListAsset) -> Decided:
+    if unit.get(Asset, Asset.create_id(command.asset)) is not None:
+        raise LedgerInputError("asset", f"{command.asset} is already listed")
+    catalog = unit.catalog()
+    stamp = unit.stamp(catalog)
+    if catalog is None:
+        catalog = AssetCatalog.start(stamp=stamp)
+    ladder = command.ladder() or FULL_VALUE_LADDER
+    asset = Asset.list(
+        symbol=command.asset,
+        collateral_rank=command.collateral_rank,
+        collateral_ladder=ladder,
+        quantity_decimals=command.quantity_decimals,
+        capped_ranks=CAPPED_RANKS_DEFAULT,
+        stamp=stamp,
+    )
+    catalog.add(symbol=command.asset, stamp=stamp)
+    # A cap-eligible asset gets its pool at listing, so T is exact from its first transfer on,
+    # whenever an upper limit is set later.
+    pool = AssetPool.open(asset=command.asset, stamp=stamp) if asset.is_cap_eligible else None
+    unit.change(catalog, asset, pool)
+    return Decided(
+        status=Status.ACCEPTED,
+        context={
+            "asset": asset.symbol,
+            "collateral_rank": str(asset.collateral_rank),
+            "capped_rank": asset.is_cap_eligible,
+            "quantity_decimals": str(asset.quantity_decimals),
+            "collateral_ladder": [
+                {
+                    "up_to_usdt": None if b.up_to_usdt is None else format_plain(b.up_to_usdt),
+                    "ratio": format_plain(b.ratio),
+                }
+                for b in ladder
+            ],
+        },
+    )
+
+
+def set_collateral_cap(unit: UnitOfWork, command: SetCollateralCap) -> Decided:
+    asset = unit.listed_asset(command.asset)
+    if not asset.is_cap_eligible:
+        ranks = ", ".join(str(r) for r in asset.capped_ranks)
+        raise LedgerInputError(
+            "asset",
+            f"{asset.symbol} has collateral rank {asset.collateral_rank}; the max collateral "
+            f"rule applies to ranks {ranks} only",
+        )
+    pool = unit.get(AssetPool, AssetPool.create_id(command.asset))
+    assert pool is not None, command.asset  # opened at listing
+    stamp = unit.stamp(pool)
+    params = CapParams(
+        upper_limit=command.upper_limit,
+        fixed_quota_usdt=command.fixed_quota_usdt,
+        band_b_ratio_min=command.band_b_ratio_min,
+        band_c_ratio_min=command.band_c_ratio_min,
+    )
+    pool.set_cap(cap_params=params, stamp=stamp)
+    unit.change(pool)
+    return Decided(
+        status=Status.ACCEPTED,
+        context={"asset": asset.symbol, "total": format_plain(pool.platform_total)}
+        | {k: format_plain(v) for k, v in params.model_dump().items()},
+    )
+
+
+def set_account_quota(unit: UnitOfWork, command: SetAccountQuota) -> Decided:
+    asset = unit.listed_asset(command.asset)
+    if account_kind(command.account) is AccountKind.ISOLATED:
+        raise LedgerInputError(
+            "account", "isolated accounts are outside the max collateral rule: no quota applies"
+        )
+    if not asset.is_cap_eligible:
+        raise LedgerInputError(
+            "asset", f"{asset.symbol} is not under the max collateral rule (rank {asset.collateral_rank})"
+        )
+    account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
+    stamp = unit.stamp(account)
+    account = load_or_register_account(unit, command, account, stamp)
+    account.override_quota(
+        asset=asset.symbol, fixed_quota_usdt=command.fixed_quota_usdt, stamp=stamp
+    )
+    unit.change(account)
+    return Decided(
+        status=Status.ACCEPTED,
+        account=account.account_id,
+        context={"asset": asset.symbol, "fixed_quota_usdt": format_plain(command.fixed_quota_usdt)},
+    )
+
+
+def mark_prices(unit: UnitOfWork, command: MarkPrices) -> Decided:
+    assets = [unit.listed_asset(symbol, f"prices.{symbol}") for symbol in sorted(command.prices)]
+    stamp = unit.stamp(*assets)
+    for asset in assets:
+        asset.mark_price(price_usdt=command.prices[asset.symbol], stamp=stamp)
+    unit.change(*assets)
+    assert QUOTE_ASSET not in command.prices
+    return Decided(
+        status=Status.ACCEPTED,
+        context={"prices": {a.symbol: format_plain(command.prices[a.symbol]) for a in assets}},
+    )

@@ -1,0 +1,323 @@
+"""Collateral movements: transfer-in (opening check, cap), verification, transfer-out."""
+
+from decimal import Decimal
+from typing import Any
+
+from ledger.commands import CompleteVerification, TransferIn, TransferOut
+from ledger.domain.account import AccountStatus, MarginAccount
+from ledger.domain.asset import Asset
+from ledger.domain.asset_pool import AssetPool
+from ledger.domain.base import Stamp
+from ledger.errors import LedgerInputError
+from ledger.handlers.accounts import check_asset_in_account, load_or_register_account
+from ledger.money import decimal_places, format_plain
+from ledger.outcomes import RejectionReason, Status
+from ledger.rules.cap_band import CapDecision, cap_rejection_message, decide_cap_band
+from ledger.rules.opening_check import OPENING_RISK_MESSAGE, OpeningVerdict, decide_opening_check
+from ledger.rules.transfer_out import TransferOutVerdict, decide_transfer_out
+from ledger.unit_of_work import Decided, UnitOfWork
+
+VERIFICATION_PENDING_MESSAGE = (
+    "The first transfer to this account is awaiting facial verification; "
+    "no further transfer-in is possible until it completes."
+)
+INSUFFICIENT_BALANCE_MESSAGE = "{asset}: the account holds {holding}, less than the {requested} requested."
+ACCOUNT_NOT_OPEN_MESSAGE = "The margin account {account} is not open."
+
+
+def transfer_in(unit: UnitOfWork, command: TransferIn) -> Decided:
+    asset = unit.listed_asset(command.asset)
+    check_asset_in_account(unit, command, asset.symbol)
+    account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
+    pool = _pool_for(unit, asset, command.account)
+    stamp = unit.stamp(account, pool)
+    asset = unit.asset_as_of(asset, stamp.effective_at)
+    _check_decimals(asset, command.quantity)
+    account = load_or_register_account(unit, command, account, stamp)
+    unit.change(account)
+    account_id = account.account_id
+
+    if account.status is AccountStatus.PENDING_VERIFICATION:
+        context: dict[str, Any] = {"asset": asset.symbol, "requested": format_plain(command.quantity)}
+        account.reject_transfer_in(
+            asset=asset.symbol,
+            quantity_requested=command.quantity,
+            reason=RejectionReason.VERIFICATION_PENDING,
+            decision=context,
+            stamp=stamp,
+        )
+        return Decided(
+            status=Status.REJECTED,
+            reason=RejectionReason.VERIFICATION_PENDING,
+            message=VERIFICATION_PENDING_MESSAGE,
+            account=account_id,
+            context=context,
+        )
+
+    opening = decide_opening_check(
+        is_first_transfer=not account.is_open,
+        risk_flagged=command.risk_flagged,
+        channel=command.channel,
+    )
+    if opening.verdict is OpeningVerdict.REJECTED:
+        context = opening.context() | {"asset": asset.symbol}
+        account.reject_transfer_in(
+            asset=asset.symbol,
+            quantity_requested=command.quantity,
+            reason=RejectionReason.OPENING_RISK_CHECK,
+            decision=context,
+            stamp=stamp,
+        )
+        return Decided(
+            status=Status.REJECTED,
+            reason=RejectionReason.OPENING_RISK_CHECK,
+            message=OPENING_RISK_MESSAGE,
+            account=account_id,
+            context=context,
+        )
+
+    cap = _decide_cap(asset, pool, account, command.quantity)
+    context = (
+        opening.context()
+        | {"asset": asset.symbol, "requested": format_plain(command.quantity)}
+        | ({} if cap is None else cap.context())
+    )
+    if cap is not None and not cap.is_accepted:
+        return _refuse_for_cap(unit, account, pool, cap, context, stamp)
+
+    if opening.verdict is OpeningVerdict.PENDING_VERIFICATION:
+        # Interpretation (DOMAIN.md §2): the cap is checked now (no point waiting for a
+        # verification the cap would refuse anyway) and decided again when verification passes.
+        account.hold_for_verification(
+            transfer_request_id=command.request_id,
+            asset=asset.symbol,
+            quantity=command.quantity,
+            decision=context,
+            stamp=stamp,
+        )
+        return Decided(status=Status.PENDING, account=account_id, context=context)
+
+    _credit(unit, account, pool, asset.symbol, command.quantity, command.request_id, context, stamp)
+    return Decided(status=Status.ACCEPTED, account=account_id, context=context)
+
+
+def complete_verification(unit: UnitOfWork, command: CompleteVerification) -> Decided:
+    account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
+    pending = account.pending_transfer if account is not None else None
+    if account is None or pending is None or (
+        pending["transfer_request_id"] != command.transfer_request_id
+    ):
+        raise LedgerInputError(
+            "transfer_request_id",
+            f"no transfer {command.transfer_request_id} awaits verification on "
+            f"{command.account_id}",
+        )
+    asset = unit.listed_asset(pending["asset"])
+    pool = _pool_for(unit, asset, command.account)
+    stamp = unit.stamp(account, pool)
+    asset = unit.asset_as_of(asset, stamp.effective_at)
+    quantity: Decimal = pending["quantity"]
+    unit.change(account)
+    account.complete_verification(
+        transfer_request_id=command.transfer_request_id, passed=command.passed, stamp=stamp
+    )
+    base_context: dict[str, Any] = {
+        "transfer_request_id": command.transfer_request_id,
+        "verification": "passed" if command.passed else "failed",
+        "asset": asset.symbol,
+        "requested": format_plain(quantity),
+    }
+    if not command.passed:
+        account.cancel_pending_transfer(reason="verification_failed", stamp=stamp)
+        return Decided(
+            status=Status.ACCEPTED,
+            account=account.account_id,
+            context=base_context | {"transfer": "cancelled"},
+        )
+    cap = _decide_cap(asset, pool, account, quantity)
+    context = base_context | ({} if cap is None else cap.context())
+    if cap is not None and not cap.is_accepted:
+        account.cancel_pending_transfer(reason=RejectionReason.COLLATERAL_CAP, stamp=stamp)
+        return _refuse_for_cap(
+            unit, account, pool, cap, context | {"transfer": "cancelled"}, stamp, record=False
+        )
+    _credit(unit, account, pool, asset.symbol, quantity, command.transfer_request_id,
+            context | {"transfer": "completed"}, stamp)
+    return Decided(
+        status=Status.ACCEPTED,
+        account=account.account_id,
+        context=context | {"transfer": "completed"},
+    )
+
+
+def transfer_out(unit: UnitOfWork, command: TransferOut) -> Decided:
+    asset = unit.listed_asset(command.asset)
+    check_asset_in_account(unit, command, asset.symbol)
+    account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
+    pool = _pool_for(unit, asset, command.account)
+    stamp = unit.stamp(account, pool)
+    asset = unit.asset_as_of(asset, stamp.effective_at)
+    _check_decimals(asset, command.quantity)
+    account_id = command.account_id
+    if account is None or not account.is_open:
+        context: dict[str, Any] = {
+            "asset": asset.symbol,
+            "requested": format_plain(command.quantity),
+            "status": AccountStatus.NOT_OPEN if account is None else account.status,
+        }
+        if account is not None:
+            unit.change(account)
+            account.reject_transfer_out(
+                asset=asset.symbol,
+                quantity_requested=command.quantity,
+                reason=RejectionReason.ACCOUNT_NOT_OPEN,
+                decision=context,
+                stamp=stamp,
+            )
+        return Decided(
+            status=Status.REJECTED,
+            reason=RejectionReason.ACCOUNT_NOT_OPEN,
+            message=ACCOUNT_NOT_OPEN_MESSAGE.format(account=account_id),
+            account=account_id,
+            context=context,
+        )
+    # Borrowing arrives with issue #4, together with the CML thresholds as recorded parameters;
+    # until then no account can owe anything and the CML after a transfer-out is infinite.
+    assert not account.has_liabilities, account.account_id
+    decision = decide_transfer_out(
+        asset=asset.symbol,
+        quantity_requested=command.quantity,
+        holding=account.holding(asset.symbol),
+        debt_usdt=Decimal(0),
+        collateral_value_after_usdt=None,
+        collateral_margin_level_min=None,
+    )
+    context = decision.context()
+    unit.change(account)
+    if not decision.is_accepted:
+        assert decision.verdict is TransferOutVerdict.INSUFFICIENT_BALANCE, decision
+        account.reject_transfer_out(
+            asset=asset.symbol,
+            quantity_requested=command.quantity,
+            reason=RejectionReason.INSUFFICIENT_BALANCE,
+            decision=context,
+            stamp=stamp,
+        )
+        return Decided(
+            status=Status.REJECTED,
+            reason=RejectionReason.INSUFFICIENT_BALANCE,
+            message=INSUFFICIENT_BALANCE_MESSAGE.format(
+                asset=asset.symbol, holding=context["holding"], requested=context["requested"]
+            ),
+            account=account_id,
+            context=context,
+        )
+    account.transfer_out(
+        asset=asset.symbol, quantity=command.quantity, decision=context, stamp=stamp
+    )
+    if pool is not None:
+        pool.decrease(
+            account_id=account_id,
+            movement="transfer_out",
+            quantity=command.quantity,
+            decision=None,
+            stamp=stamp,
+        )
+        unit.change(pool)
+    return Decided(status=Status.ACCEPTED, account=account_id, context=context)
+
+
+def _pool_for(unit: UnitOfWork, asset: Asset, account: str) -> AssetPool | None:
+    """The pool that tracks this movement, if the asset is cap-eligible and the account counts."""
+    if not asset.is_cap_eligible or account.startswith("isolated:"):
+        return None
+    pool = unit.get(AssetPool, AssetPool.create_id(asset.symbol))
+    assert pool is not None, asset.symbol  # opened at listing
+    return pool
+
+
+def _check_decimals(asset: Asset, quantity: Decimal) -> None:
+    if decimal_places(quantity) > asset.quantity_decimals:
+        raise LedgerInputError(
+            "quantity",
+            f"has more than {asset.quantity_decimals} decimal places, the precision of {asset.symbol}",
+        )
+
+
+def _decide_cap(
+    asset: Asset, pool: AssetPool | None, account: MarginAccount, quantity: Decimal
+) -> CapDecision | None:
+    if pool is None or pool.cap_params is None:
+        return None  # uncapped rank, no upper limit set, or an isolated account
+    if asset.price_usdt is None:
+        raise LedgerInputError(
+            "asset", f"{asset.symbol} has no index price in force; mark_prices must come first"
+        )
+    return decide_cap_band(
+        asset=asset.symbol,
+        quantity_requested=quantity,
+        platform_total=pool.platform_total,
+        price_usdt=asset.price_usdt,
+        params=pool.cap_params,
+        quantity_decimals=asset.quantity_decimals,
+        fixed_quota_usdt_override=account.fixed_quota_usdt_overrides.get(asset.symbol),
+    )
+
+
+def _refuse_for_cap(
+    unit: UnitOfWork,
+    account: MarginAccount,
+    pool: AssetPool | None,
+    cap: CapDecision,
+    context: dict[str, Any],
+    stamp: Stamp,
+    *,
+    record: bool = True,
+) -> Decided:
+    assert pool is not None and not cap.is_accepted, cap
+    if record:
+        account.reject_transfer_in(
+            asset=cap.asset,
+            quantity_requested=cap.quantity_requested,
+            reason=RejectionReason.COLLATERAL_CAP,
+            decision=context,
+            stamp=stamp,
+        )
+    pool.refuse_transfer_in(
+        account_id=account.account_id,
+        quantity_requested=cap.quantity_requested,
+        decision=context,
+        stamp=stamp,
+    )
+    unit.change(pool)
+    return Decided(
+        status=Status.REJECTED,
+        reason=RejectionReason.COLLATERAL_CAP,
+        message=cap_rejection_message(asset=cap.asset, quantity_max=cap.quantity_max),
+        account=account.account_id,
+        context=context,
+    )
+
+
+def _credit(
+    unit: UnitOfWork,
+    account: MarginAccount,
+    pool: AssetPool | None,
+    asset: str,
+    quantity: Decimal,
+    transfer_request_id: str,
+    context: dict[str, Any],
+    stamp: Stamp,
+) -> None:
+    if not account.is_open:
+        account.open(transfer_request_id=transfer_request_id, stamp=stamp)
+    account.transfer_in(asset=asset, quantity=quantity, decision=context, stamp=stamp)
+    if pool is not None:
+        pool.increase(
+            account_id=account.account_id,
+            movement="transfer_in",
+            quantity=quantity,
+            decision=context,
+            stamp=stamp,
+        )
+        unit.change(pool)

@@ -1,0 +1,30 @@
+"""Every hard limit of the ledger, each with the reason it exists."""
+
+# A version conflict means another writer changed an aggregate we decided against; we reload and
+# decide again. A hot capped asset under N writers needs at most about N retries; past this bound
+# something is wrong (a livelock or a stuck writer) and the command fails loudly instead.
+SAVE_RETRY_COUNT_MAX = 64
+
+# One line of `ledger submit` is one command; no command needs more than this, and a bound keeps a
+# malformed or hostile input from exhausting memory.
+SUBMIT_LINE_BYTES_MAX = 64 * 1024
+
+# Lines per `ledger submit` run: a bound on one run's work; split bigger inputs into several files.
+SUBMIT_LINES_MAX = 10_000_000
+
+# Decimal places a quantity may carry at all (an asset's own `quantity_decimals` is at most this).
+QUANTITY_DECIMALS_MAX = 18
+
+# Digits before the decimal point: far above any real supply, far below Decimal's precision (28),
+# so sums of many quantities stay exact.
+QUANTITY_INTEGER_DIGITS_MAX = 15
+
+# Notifications pulled from the log per batch when catching a projection up (bounded memory).
+PROJECTION_BATCH_SIZE = 1000
+
+# Catch-up loops stop after this many batches in one call: a bound on every `while`.
+PROJECTION_BATCHES_MAX = 10_000_000
+
+# Assets in one `mark_prices` command, brackets in one collateral ladder.
+PRICES_PER_MARK_MAX = 1000
+LADDER_BRACKETS_MAX = 50

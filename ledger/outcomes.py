@@ -1,0 +1,56 @@
+"""Outcomes (COMMANDS.md "Outcome"): what every command answers, one JSON line each."""
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ledger.commands import FieldError
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    PENDING = "pending"  # a client-channel first transfer awaiting facial verification
+    INVALID = "invalid"  # not understood; nothing was recorded
+
+
+class RejectionReason(StrEnum):
+    """Stable reason codes of refused business requests (each one a recorded event)."""
+
+    COLLATERAL_CAP = "collateral_cap"
+    OPENING_RISK_CHECK = "opening_risk_check"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    MARGIN_LEVEL = "margin_level"
+    ACCOUNT_NOT_OPEN = "account_not_open"
+    # A transfer-in while the account's first transfer still awaits facial verification.
+    VERIFICATION_PENDING = "verification_pending"
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str | None
+    status: Status
+    reason: RejectionReason | None = None
+    message: str | None = None
+    account: str | None = None
+    events: list[str] = []
+    context: dict[str, Any] = {}
+    duplicate: bool = False
+    line: int | None = None  # invalid lines only
+    errors: list[FieldError] | None = None  # invalid lines only
+
+    @property
+    def is_accepted(self) -> bool:
+        return self.status is Status.ACCEPTED
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The contract's JSON: optional keys only where they mean something."""
+        data = self.model_dump(mode="json")
+        for key in ("reason", "message", "account", "line", "errors"):
+            if data[key] is None:
+                del data[key]
+        if self.status is Status.INVALID:
+            del data["events"], data["context"], data["duplicate"]
+        return data

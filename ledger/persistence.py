@@ -1,0 +1,119 @@
+"""Persistence: the pydantic mapper and JSON transcoder, and LEDGER_DATABASE_URL -> library env."""
+
+import json
+import os
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlparse
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import BaseModel
+
+DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
+DATABASE_URL_DEFAULT = "sqlite:///ledger.sqlite3"
+
+
+class PydanticMapper(Mapper):
+    """Events are pydantic models: stored as their JSON (Decimals as strings), validated back."""
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
+        state = cast(BaseModel, domain_event).model_dump(mode="json")
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(domain_event.__class__),
+            state=self.transcoder.encode(state),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
+        event_class = resolve_topic(stored_event.topic)
+        event = event_class.model_validate(self.transcoder.decode(stored_event.state))
+        return cast(DomainEventProtocol[Any], event)
+
+
+class JSONTranscoder(Transcoder):
+    """Compact, key-sorted JSON: the stored bytes of an event are a stable function of it."""
+
+    def encode(self, obj: Any) -> bytes:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class DatabaseUrlError(ValueError):
+    """LEDGER_DATABASE_URL / --db is not a URL the ledger can use."""
+
+
+def database_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(DATABASE_URL_ENV) or DATABASE_URL_DEFAULT
+
+
+def env_for_url(url: str) -> dict[str, str]:
+    """The eventsourcing library's settings for a `sqlite:///path` or `postgresql://` URL.
+
+    PostgreSQL URLs may name a schema with `?schema=NAME` (created when missing); tests use it to
+    give every test a fresh, isolated store in one database.
+    """
+    parsed = urlparse(url)
+    common = {
+        "MAPPER_TOPIC": get_topic(PydanticMapper),
+        "TRANSCODER_TOPIC": get_topic(JSONTranscoder),
+    }
+    if parsed.scheme == "sqlite":
+        path = unquote(url[len("sqlite://") :])
+        if path.startswith("/") and not path.startswith("//"):
+            path = path[1:]  # sqlite:///rel.db -> rel.db; sqlite:////abs.db -> /abs.db
+        if not path:
+            raise DatabaseUrlError(f"no file path in {url!r} (e.g. sqlite:///ledger.sqlite3)")
+        return {
+            **common,
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if parsed.scheme in ("postgresql", "postgres"):
+        query = parse_qs(parsed.query)
+        dbname = parsed.path.lstrip("/")
+        if not dbname:
+            raise DatabaseUrlError(f"no database name in {url!r}")
+        return {
+            **common,
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(dbname),
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", [""])[0],
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            # Writers queue on the library's table lock; a bounded wait turns a stuck writer into
+            # an error instead of a hang (notes/eventsourcing-9.5.md §9).
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "4",
+        }
+    raise DatabaseUrlError(
+        f"unsupported database URL {url!r}: use sqlite:///path/file.db or postgresql://user@host/db"
+    )
+
+
+def ensure_postgres_schema(env: dict[str, str]) -> None:
+    """Create the URL's schema if it is missing (the library creates tables, not schemas)."""
+    schema = env.get("POSTGRES_SCHEMA")
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres" or not schema:
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        dbname=env["POSTGRES_DBNAME"],
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None,
+        connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+        autocommit=True,
+    ) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

@@ -1,0 +1,112 @@
+"""One attempt at one command: the aggregates it loaded, changed, and the business time it uses."""
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from pydantic import BaseModel, ConfigDict
+
+from ledger.commands import CommandBase
+from ledger.domain.asset import Asset, AssetCatalog
+from ledger.domain.base import LedgerAggregate, Stamp
+from ledger.errors import LedgerInputError
+from ledger.outcomes import RejectionReason, Status
+from ledger.times import format_time
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+
+A = TypeVar("A", bound=LedgerAggregate)
+
+
+class Decided(BaseModel):
+    """What a handler decided; the application turns it into the recorded Outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Status
+    reason: RejectionReason | None = None
+    message: str | None = None
+    account: str | None = None
+    context: dict[str, Any] = {}
+
+
+class UnitOfWork:
+    def __init__(self, ledger: "Ledger", command: CommandBase) -> None:
+        self.ledger = ledger
+        self.command = command
+        self.changed: dict[UUID, LedgerAggregate] = {}
+        self._loaded: dict[UUID, LedgerAggregate | None] = {}
+        self._stamp: Stamp | None = None
+
+    def resolved_stamp(self) -> Stamp:
+        """The stamp the handler used, or (if it changed nothing) the command's own time."""
+        return self._stamp if self._stamp is not None else self.stamp()
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        if aggregate_id not in self._loaded:
+            try:
+                aggregate = self.ledger.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                aggregate = None
+            assert aggregate is None or isinstance(aggregate, cls), (cls, aggregate)
+            self._loaded[aggregate_id] = aggregate
+        found = self._loaded[aggregate_id]
+        assert found is None or isinstance(found, cls)
+        return found
+
+    def catalog(self) -> AssetCatalog | None:
+        return self.get(AssetCatalog, AssetCatalog.create_id())
+
+    def listed_asset(self, symbol: str, field: str = "asset") -> Asset:
+        asset = self.get(Asset, Asset.create_id(symbol))
+        if asset is None:
+            raise LedgerInputError(field, f"{symbol} is not a listed asset")
+        return asset
+
+    def asset_as_of(self, asset: Asset, at: datetime, field: str = "asset") -> Asset:
+        """The asset as it stood at business time `at`: its listing and the price then in force."""
+        if asset.last_effective_at <= at:
+            return asset
+        as_of = self.ledger.aggregate_as_of(asset.id, at)
+        if as_of is None:
+            raise LedgerInputError(field, f"{asset.symbol} was not yet listed at {format_time(at)}")
+        assert isinstance(as_of, Asset)
+        return as_of
+
+    def change(self, *aggregates: LedgerAggregate | None) -> None:
+        for aggregate in aggregates:
+            if aggregate is not None:
+                self.changed[aggregate.id] = aggregate
+
+    def stamp(self, *touched: LedgerAggregate | None) -> Stamp:
+        """The command's business time, checked against every aggregate it may change.
+
+        DOMAIN.md §8 Interpretation: an explicit effective_at earlier than the latest event of an
+        aggregate it would change is invalid. When effective_at was omitted we use the clock, but
+        never before those events (another process's clock may run slightly ahead of ours).
+        """
+        latest = max(
+            (a.last_effective_at for a in touched if a is not None),
+            default=None,
+        )
+        given = self.command.effective_at
+        if given is None:
+            now = datetime.now(UTC)
+            at = now if latest is None else max(now, latest)
+        else:
+            at = given
+            if latest is not None and given < latest:
+                raise LedgerInputError(
+                    "effective_at",
+                    f"{format_time(given)} is earlier than the latest event "
+                    f"({format_time(latest)}) of what this command would change",
+                )
+        assert self._stamp is None, "a command has one business time"
+        self._stamp = Stamp(
+            effective_at=at,
+            actor=self.command.default_actor(),
+            request_id=self.command.request_id,
+        )
+        return self._stamp
