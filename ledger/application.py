@@ -122,6 +122,7 @@ class Ledger(Application[UUID]):
         return self.repository.get(aggregate_id, version=version)
 
     def get_aggregate(self, cls: type[LedgerAggregate], aggregate_id: UUID) -> Any:
+        aggregate: LedgerAggregate
         try:
             aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -144,7 +145,9 @@ class Ledger(Application[UUID]):
         changed: Iterable[LedgerAggregate],
         stamp: Stamp,
     ) -> tuple[Request, Outcome]:
-        event_ids = [event_id for aggregate in changed for event_id in aggregate.pending_event_ids()]
+        event_ids = [
+            event_id for aggregate in changed for event_id in aggregate.pending_event_ids()
+        ]
         effective_at = stamp.effective_at
         request_event_id = f"{Request.create_id(command.request_id)}:1"
         outcome = Outcome(
@@ -165,4 +168,3 @@ class Ledger(Application[UUID]):
         )
         assert request.pending_event_ids() == [request_event_id]
         return request, outcome
-

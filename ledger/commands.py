@@ -62,7 +62,7 @@ def _positive(value: Decimal) -> Decimal:
 
 def _ratio(value: Decimal) -> Decimal:
     if not 0 <= value <= 1:
-        raise PydanticCustomError("ratio", "must be a fraction between 0 and 1 (\"0.8\", not 80)")
+        raise PydanticCustomError("ratio", 'must be a fraction between 0 and 1 ("0.8", not 80)')
     return value
 
 
@@ -95,7 +95,7 @@ class CommandBase(BaseModel):
 
     @property
     def command_type(self) -> str:
-        command_type = getattr(self, "type")  # each subclass declares its Literal `type`
+        command_type = self.model_dump(include={"type"})["type"]  # each subclass's Literal
         assert isinstance(command_type, str), command_type
         return command_type
 
@@ -118,7 +118,7 @@ class AccountCommand(CommandBase):
         if not ACCOUNT_PATTERN.match(value):
             raise PydanticCustomError(
                 "account",
-                "must be \"cross\", \"portfolio\" or \"isolated:<PAIR>\" (e.g. \"isolated:BTCUSDT\")",
+                'must be "cross", "portfolio" or "isolated:<PAIR>" (e.g. "isolated:BTCUSDT")',
             )
         return value
 
@@ -155,12 +155,12 @@ class ListAsset(CommandBase):
         if ladder is None:
             return None
         if ladder[-1].up_to_usdt is not None:
-            raise PydanticCustomError("ladder", "the last bracket must have \"up_to_usdt\": null")
+            raise PydanticCustomError("ladder", 'the last bracket must have "up_to_usdt": null')
         bounds = [b.up_to_usdt for b in ladder[:-1]]
         if any(b is None for b in bounds):
             raise PydanticCustomError("ladder", "only the last bracket may be unbounded")
         if any(b <= a for a, b in zip([Decimal(0), *bounds], bounds, strict=False)):  # type: ignore[operator]
-            raise PydanticCustomError("ladder", "\"up_to_usdt\" must be positive and ascending")
+            raise PydanticCustomError("ladder", '"up_to_usdt" must be positive and ascending')
         return ladder
 
     def ladder(self) -> tuple[CollateralBracket, ...] | None:
@@ -338,5 +338,7 @@ def parse_line(text: str) -> CommandBase:
     try:
         data = json.loads(text, parse_float=Decimal, parse_constant=lambda name: name)
     except json.JSONDecodeError as error:
-        raise CommandInvalid([FieldError(field="line", problem=f"malformed JSON: {error.msg}")]) from None
+        raise CommandInvalid(
+            [FieldError(field="line", problem=f"malformed JSON: {error.msg}")]
+        ) from None
     return parse_command(data)

@@ -33,7 +33,7 @@ def parse_decimal(value: object) -> Decimal:
         if text.lower().lstrip("+-") in {"nan", "snan", "inf", "infinity"}:
             raise NotADecimal("must be a finite number")
         if not _PLAIN_DECIMAL.match(text):
-            raise NotADecimal(f"must be a decimal string like \"0.1\", got {value!r}")
+            raise NotADecimal(f'must be a decimal string like "0.1", got {value!r}')
         try:
             return Decimal(text)
         except InvalidOperation as error:  # pragma: no cover - the regex admits only valid text

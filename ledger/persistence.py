@@ -4,6 +4,7 @@ import json
 import os
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
+from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
@@ -14,7 +15,7 @@ DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
 DATABASE_URL_DEFAULT = "sqlite:///ledger.sqlite3"
 
 
-class PydanticMapper(Mapper):
+class PydanticMapper(Mapper[UUID]):
     """Events are pydantic models: stored as their JSON (Decimals as strings), validated back."""
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:

@@ -73,11 +73,22 @@ def account_view(ledger: Ledger, account_id: str) -> AccountView:
     account = ledger.get_aggregate(MarginAccount, MarginAccount.create_id(user, account_name))
     if account is None:
         return AccountView(
-            account=account_id, user=user, kind=account_kind(account_name).value,
-            status="not_open", mode=None, pair_assets=[], holdings={}, liabilities={},
-            interest={}, fixed_quota_usdt_overrides={}, total_value_usdt="0",
-            collateral_value_usdt="0", margin_level=None, collateral_margin_level=None,
-            version=0, last_effective_at=None,
+            account=account_id,
+            user=user,
+            kind=account_kind(account_name).value,
+            status="not_open",
+            mode=None,
+            pair_assets=[],
+            holdings={},
+            liabilities={},
+            interest={},
+            fixed_quota_usdt_overrides={},
+            total_value_usdt="0",
+            collateral_value_usdt="0",
+            margin_level=None,
+            collateral_margin_level=None,
+            version=0,
+            last_effective_at=None,
         )
     values = _valuation(ledger, account)
     return AccountView(
@@ -100,9 +111,9 @@ def account_view(ledger: Ledger, account_id: str) -> AccountView:
 def assets_view(ledger: Ledger) -> list[AssetView]:
     from projections.runner import catch_up, open_asset_totals
 
-    projection = open_asset_totals(ledger)
-    catch_up(ledger, projection)
-    totals = projection.view.totals()
+    with open_asset_totals(ledger) as projection:
+        catch_up(ledger, projection)
+        totals = projection.view.totals()
     catalog = ledger.get_aggregate(AssetCatalog, AssetCatalog.create_id())
     views = []
     for symbol in sorted(catalog.symbols if catalog else []):
@@ -161,7 +172,9 @@ def _valuation(ledger: Ledger, account: MarginAccount) -> dict[str, Any]:
         collateral_value += collateral_value_usdt(
             quantity=quantity, price_usdt=price, ladder=asset.collateral_ladder
         )
-        debt += (account.liabilities.get(symbol, Decimal(0)) + account.interest.get(symbol, Decimal(0))) * price
+        debt += (
+            account.liabilities.get(symbol, Decimal(0)) + account.interest.get(symbol, Decimal(0))
+        ) * price
     ml = margin_level(asset_value_usdt=total_value, debt_usdt=debt)
     cml = margin_level(asset_value_usdt=collateral_value, debt_usdt=debt)
     is_cross = account.kind is AccountKind.CROSS

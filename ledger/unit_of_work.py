@@ -46,6 +46,7 @@ class UnitOfWork:
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         if aggregate_id not in self._loaded:
+            aggregate: LedgerAggregate | None
             try:
                 aggregate = self.ledger.repository.get(aggregate_id)
             except AggregateNotFoundError:

@@ -167,9 +167,7 @@ class PostgresAssetTotalsView(PostgresTrackingRecorder, AssetTotalsView):
     def totals(self) -> dict[str, dict[str, Decimal]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT asset, capped_total, isolated_total FROM {0}").format(
-                    self.totals_table
-                )
+                SQL("SELECT asset, capped_total, isolated_total FROM {0}").format(self.totals_table)
             )
             return {
                 row["asset"]: {

@@ -4,6 +4,8 @@ The library's ProjectionRunner follows PostgreSQL by LISTEN/NOTIFY, but SQLite h
 subscriptions (notes/eventsourcing-9.5.md §6); pulling works on both, exactly once, resumably.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
@@ -24,7 +26,9 @@ def tracking_key(ledger: Ledger, projection_name: str) -> str:
     return f"{ledger.name}:{projection_name}"
 
 
-def open_asset_totals(ledger: Ledger) -> AssetTotalsProjection:
+@contextmanager
+def open_asset_totals(ledger: Ledger) -> Iterator[AssetTotalsProjection]:
+    """The asset totals projection over the ledger's database; its connections closed after."""
     env = dict(ledger.env)
     # Named after the projection, so on PostgreSQL its tracking table is <name>_tracking.
     factory = InfrastructureFactory.construct(Environment(AssetTotalsProjection.name, env))
@@ -35,7 +39,10 @@ def open_asset_totals(ledger: Ledger) -> AssetTotalsProjection:
     )
     view = factory.tracking_recorder(view_class)
     assert isinstance(view, AssetTotalsView)
-    return AssetTotalsProjection(view=view)
+    try:
+        yield AssetTotalsProjection(view=view)
+    finally:
+        factory.close()
 
 
 def catch_up(ledger: Ledger, projection: AssetTotalsProjection) -> int:

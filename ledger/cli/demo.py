@@ -21,49 +21,124 @@ def scenario() -> list[dict[str, Any]]:
     def cmd(type_: str, request_id: str, **fields: Any) -> dict[str, Any]:
         return {"type": type_, "request_id": request_id, "effective_at": next(at), **fields}
 
-    def move(request_id: str, user: str, quantity: str, account: str = "cross", **kw: Any) -> dict[str, Any]:
-        return cmd("transfer_in", request_id, user=user, account=account, asset="ABC",
-                   quantity=quantity, **kw)
+    def move(
+        request_id: str, user: str, quantity: str, account: str = "cross", **kw: Any
+    ) -> dict[str, Any]:
+        return cmd(
+            "transfer_in",
+            request_id,
+            user=user,
+            account=account,
+            asset="ABC",
+            quantity=quantity,
+            **kw,
+        )
 
-    ladder = [{"up_to_usdt": "100000", "ratio": "1"}, {"up_to_usdt": "250000", "ratio": "0.8"},
-              {"up_to_usdt": "500000", "ratio": "0.6"}, {"up_to_usdt": "700000", "ratio": "0.3"},
-              {"up_to_usdt": "1000000", "ratio": "0.1"}, {"up_to_usdt": None, "ratio": "0"}]
+    ladder = [
+        {"up_to_usdt": "100000", "ratio": "1"},
+        {"up_to_usdt": "250000", "ratio": "0.8"},
+        {"up_to_usdt": "500000", "ratio": "0.6"},
+        {"up_to_usdt": "700000", "ratio": "0.3"},
+        {"up_to_usdt": "1000000", "ratio": "0.1"},
+        {"up_to_usdt": None, "ratio": "0"},
+    ]
     return [
         cmd("list_asset", "demo-list-usdt", asset="USDT", collateral_rank=1, actor="admin:ops"),
-        cmd("list_asset", "demo-list-abc", asset="ABC", collateral_rank=8,
-            collateral_ladder=ladder, actor="admin:ops"),
-        cmd("set_collateral_cap", "demo-cap-abc", asset="ABC", upper_limit="1000000",
-            actor="admin:ops"),
+        cmd(
+            "list_asset",
+            "demo-list-abc",
+            asset="ABC",
+            collateral_rank=8,
+            collateral_ladder=ladder,
+            actor="admin:ops",
+        ),
+        cmd(
+            "set_collateral_cap",
+            "demo-cap-abc",
+            asset="ABC",
+            upper_limit="1000000",
+            actor="admin:ops",
+        ),
         cmd("mark_prices", "demo-price-1", prices={"ABC": "0.5"}, actor="job:prices"),
         move("demo-a1", "alice", "600000"),  # band A: q_max = 800,000 - 0
         move("demo-a2", "bob", "250000"),  # band A: q_max = 800,000 - 600,000 = 200,000: refused
         move("demo-a3", "bob", "200000"),  # exactly to 80%: band B from now on
         move("demo-b1", "carol", "150000", account="portfolio"),  # B: F = 50,000/0.5 = 100,000
         move("demo-b2", "carol", "100000", account="portfolio"),  # to 90%: band C
-        cmd("set_account_quota", "demo-quota-dave", user="dave", account="cross", asset="ABC",
-            fixed_quota_usdt="20000", actor="admin:risk"),
+        cmd(
+            "set_account_quota",
+            "demo-quota-dave",
+            user="dave",
+            account="cross",
+            asset="ABC",
+            fixed_quota_usdt="20000",
+            actor="admin:risk",
+        ),
         move("demo-c1", "dave", "50000"),  # C with dave's own quota: 20,000/0.5 = 40,000
         move("demo-c2", "dave", "40000"),
         move("demo-iso", "erin", "500000", account="isolated:ABCUSDT"),  # isolated: not limited
         move("demo-c3", "frank", "60000.5"),  # U - T = 60,000: refused
         move("demo-c4", "frank", "60000"),  # T = U: band D
         move("demo-d1", "grace", "1"),  # blocked
-        cmd("transfer_out", "demo-out", user="alice", account="cross", asset="ABC",
-            quantity="75000"),  # T back to 92.5%: band C
+        cmd(
+            "transfer_out", "demo-out", user="alice", account="cross", asset="ABC", quantity="75000"
+        ),  # T back to 92.5%: band C
         cmd("mark_prices", "demo-price-2", prices={"ABC": "0.4"}, actor="job:prices"),
         move("demo-c5", "grace", "80000"),  # C: min(125,000, 75,000) = 75,000: refused
-        cmd("transfer_in", "demo-risk-api", user="heidi", account="cross", asset="USDT",
-            quantity="1000", risk_flagged=True),  # opening check, API: refused
-        cmd("transfer_in", "demo-risk-client", user="heidi", account="cross", asset="USDT",
-            quantity="1000", channel="client", risk_flagged=True),  # pending verification
-        cmd("complete_verification", "demo-verify", user="heidi", account="cross",
-            transfer_request_id="demo-risk-client", passed=True),
-        cmd("transfer_in", "demo-risk-later", user="heidi", account="cross", asset="USDT",
-            quantity="500", risk_flagged=True),  # only the first transfer is checked
-        cmd("transfer_in", "demo-risk-ivan", user="ivan", account="isolated:ABCUSDT",
-            asset="USDT", quantity="300", channel="client", risk_flagged=True),
-        cmd("complete_verification", "demo-verify-ivan", user="ivan",
-            account="isolated:ABCUSDT", transfer_request_id="demo-risk-ivan", passed=False),
+        cmd(
+            "transfer_in",
+            "demo-risk-api",
+            user="heidi",
+            account="cross",
+            asset="USDT",
+            quantity="1000",
+            risk_flagged=True,
+        ),  # opening check, API: refused
+        cmd(
+            "transfer_in",
+            "demo-risk-client",
+            user="heidi",
+            account="cross",
+            asset="USDT",
+            quantity="1000",
+            channel="client",
+            risk_flagged=True,
+        ),  # pending verification
+        cmd(
+            "complete_verification",
+            "demo-verify",
+            user="heidi",
+            account="cross",
+            transfer_request_id="demo-risk-client",
+            passed=True,
+        ),
+        cmd(
+            "transfer_in",
+            "demo-risk-later",
+            user="heidi",
+            account="cross",
+            asset="USDT",
+            quantity="500",
+            risk_flagged=True,
+        ),  # only the first transfer is checked
+        cmd(
+            "transfer_in",
+            "demo-risk-ivan",
+            user="ivan",
+            account="isolated:ABCUSDT",
+            asset="USDT",
+            quantity="300",
+            channel="client",
+            risk_flagged=True,
+        ),
+        cmd(
+            "complete_verification",
+            "demo-verify-ivan",
+            user="ivan",
+            account="isolated:ABCUSDT",
+            transfer_request_id="demo-risk-ivan",
+            passed=False,
+        ),
     ]
 
 
@@ -71,8 +146,11 @@ def scenario() -> list[dict[str, Any]]:
 def demo(
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Where to build the demo store (must be empty) "
-                     "[default: a new SQLite file in a temporary folder]"),
+        typer.Option(
+            "--db",
+            help="Where to build the demo store (must be empty) "
+            "[default: a new SQLite file in a temporary folder]",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Outcomes as JSON lines.")] = False,
 ) -> None:
@@ -96,8 +174,18 @@ def demo(
     stdout.print(
         table(
             "Outcomes",
-            ["request", "status", "reason", "account", "asset", "requested", "band", "T before",
-             "q_max", "detail"],
+            [
+                "request",
+                "status",
+                "reason",
+                "account",
+                "asset",
+                "requested",
+                "band",
+                "T before",
+                "q_max",
+                "detail",
+            ],
             [
                 (
                     o["request_id"],

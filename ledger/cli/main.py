@@ -20,7 +20,8 @@ EXIT_CANNOT_RUN = 2  # unreadable file, unreachable database, bad flags
 app = typer.Typer(
     name="ledger",
     help=(
-        "collateral-ledger: an event-sourced, platform-wide collateral ledger for margin trading.\n\n"
+        "collateral-ledger: an event-sourced, platform-wide collateral ledger for margin "
+        "trading.\n\n"
         "Exit codes: 0 every line was processed (accepted, rejected and pending are normal "
         "outcomes); 1 some input was invalid; 2 the command could not run."
     ),

@@ -1,4 +1,4 @@
-"""`ledger schema`: JSON Schema of every command, event and the outcome, from the pydantic models."""
+"""`ledger schema`: JSON Schema of every command, event and the outcome (from pydantic)."""
 
 from typing import Any
 

@@ -52,7 +52,12 @@ def account(
             "Balances",
             ["asset", "holding", "liability", "interest"],
             [
-                (a, view.holdings.get(a, "0"), view.liabilities.get(a, "0"), view.interest.get(a, "0"))
+                (
+                    a,
+                    view.holdings.get(a, "0"),
+                    view.liabilities.get(a, "0"),
+                    view.interest.get(a, "0"),
+                )
                 for a in assets
             ],
         )

@@ -107,11 +107,11 @@ class AssetCatalog(LedgerAggregate):
         self.trigger_event(self.AssetAdded, symbol=symbol, **stamp.fields())
 
     def split_pair(self, pair: str) -> tuple[str, str] | None:
-        """The two listed assets a pair name is made of ("BTCUSDT" -> BTC, USDT), if exactly one way."""
+        """The two listed assets a pair is made of ("BTCUSDT": BTC, USDT), if exactly one way."""
         listed = set(self.symbols)
         splits = [
-            (pair[:i], pair[i:]) for i in range(2, len(pair) - 1)
+            (pair[:i], pair[i:])
+            for i in range(2, len(pair) - 1)
             if pair[:i] in listed and pair[i:] in listed
         ]
         return splits[0] if len(splits) == 1 else None
-

@@ -115,7 +115,12 @@ class AssetPool(LedgerAggregate):
         )
 
     def refuse_transfer_in(
-        self, *, account_id: str, quantity_requested: Decimal, decision: dict[str, Any], stamp: Stamp
+        self,
+        *,
+        account_id: str,
+        quantity_requested: Decimal,
+        decision: dict[str, Any],
+        stamp: Stamp,
     ) -> None:
         self.trigger_event(
             self.TransferInRefused,

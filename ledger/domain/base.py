@@ -83,4 +83,8 @@ class Stamp(BaseModel):
     request_id: str
 
     def fields(self) -> dict[str, Any]:
-        return {"effective_at": self.effective_at, "actor": self.actor, "request_id": self.request_id}
+        return {
+            "effective_at": self.effective_at,
+            "actor": self.actor,
+            "request_id": self.request_id,
+        }

@@ -7,8 +7,8 @@ from ledger.domain.asset_pool import AssetPool
 from ledger.errors import LedgerInputError
 from ledger.handlers.accounts import load_or_register_account
 from ledger.money import format_plain
-from ledger.params import CAPPED_RANKS_DEFAULT, FULL_VALUE_LADDER, QUOTE_ASSET, CapParams
 from ledger.outcomes import Status
+from ledger.params import CAPPED_RANKS_DEFAULT, FULL_VALUE_LADDER, QUOTE_ASSET, CapParams
 from ledger.unit_of_work import Decided, UnitOfWork
 
 
@@ -86,7 +86,8 @@ def set_account_quota(unit: UnitOfWork, command: SetAccountQuota) -> Decided:
         )
     if not asset.is_cap_eligible:
         raise LedgerInputError(
-            "asset", f"{asset.symbol} is not under the max collateral rule (rank {asset.collateral_rank})"
+            "asset",
+            f"{asset.symbol} is not under the max collateral rule (rank {asset.collateral_rank})",
         )
     account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
     stamp = unit.stamp(account)

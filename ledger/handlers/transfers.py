@@ -21,7 +21,9 @@ VERIFICATION_PENDING_MESSAGE = (
     "The first transfer to this account is awaiting facial verification; "
     "no further transfer-in is possible until it completes."
 )
-INSUFFICIENT_BALANCE_MESSAGE = "{asset}: the account holds {holding}, less than the {requested} requested."
+INSUFFICIENT_BALANCE_MESSAGE = (
+    "{asset}: the account holds {holding}, less than the {requested} requested."
+)
 ACCOUNT_NOT_OPEN_MESSAGE = "The margin account {account} is not open."
 
 
@@ -38,7 +40,10 @@ def transfer_in(unit: UnitOfWork, command: TransferIn) -> Decided:
     account_id = account.account_id
 
     if account.status is AccountStatus.PENDING_VERIFICATION:
-        context: dict[str, Any] = {"asset": asset.symbol, "requested": format_plain(command.quantity)}
+        context: dict[str, Any] = {
+            "asset": asset.symbol,
+            "requested": format_plain(command.quantity),
+        }
         account.reject_transfer_in(
             asset=asset.symbol,
             quantity_requested=command.quantity,
@@ -104,8 +109,10 @@ def transfer_in(unit: UnitOfWork, command: TransferIn) -> Decided:
 def complete_verification(unit: UnitOfWork, command: CompleteVerification) -> Decided:
     account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
     pending = account.pending_transfer if account is not None else None
-    if account is None or pending is None or (
-        pending["transfer_request_id"] != command.transfer_request_id
+    if (
+        account is None
+        or pending is None
+        or (pending["transfer_request_id"] != command.transfer_request_id)
     ):
         raise LedgerInputError(
             "transfer_request_id",
@@ -141,8 +148,16 @@ def complete_verification(unit: UnitOfWork, command: CompleteVerification) -> De
         return _refuse_for_cap(
             unit, account, pool, cap, context | {"transfer": "cancelled"}, stamp, record=False
         )
-    _credit(unit, account, pool, asset.symbol, quantity, command.transfer_request_id,
-            context | {"transfer": "completed"}, stamp)
+    _credit(
+        unit,
+        account,
+        pool,
+        asset.symbol,
+        quantity,
+        command.transfer_request_id,
+        context | {"transfer": "completed"},
+        stamp,
+    )
     return Decided(
         status=Status.ACCEPTED,
         account=account.account_id,
@@ -240,7 +255,8 @@ def _check_decimals(asset: Asset, quantity: Decimal) -> None:
     if decimal_places(quantity) > asset.quantity_decimals:
         raise LedgerInputError(
             "quantity",
-            f"has more than {asset.quantity_decimals} decimal places, the precision of {asset.symbol}",
+            f"has more than {asset.quantity_decimals} decimal places, "
+            f"the precision of {asset.symbol}",
         )
 
 

@@ -1,1 +1,1 @@
-"""Pure decisions: no I/O, no clock, no aggregates, no logging. Each module is one DOMAIN.md topic."""
+"""Pure decisions: no I/O, no clock, no aggregates, no logging; one module per DOMAIN.md topic."""
