@@ -19,6 +19,9 @@ QUANTITY_DECIMALS_MAX = 18
 # so sums of many quantities stay exact.
 QUANTITY_INTEGER_DIGITS_MAX = 15
 
+# Aggregates kept in memory per Ledger (LRU): bounded so a long run over many accounts stays flat.
+AGGREGATE_CACHE_SIZE = 10_000
+
 # Notifications pulled from the log per batch when catching a projection up (bounded memory).
 PROJECTION_BATCH_SIZE = 1000
 

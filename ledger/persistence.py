@@ -11,6 +11,8 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
+from ledger import limits
+
 DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
 DATABASE_URL_DEFAULT = "sqlite:///ledger.sqlite3"
 
@@ -61,6 +63,11 @@ def env_for_url(url: str) -> dict[str, str]:
     common = {
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(JSONTranscoder),
+        # A pool gains an event per transfer: replaying it on every command grows with history.
+        # The cache keeps aggregates in memory; fast-forward (one indexed query per get) picks
+        # up what other processes wrote, so it stays correct with many writers.
+        "AGGREGATE_CACHE_MAXSIZE": str(limits.AGGREGATE_CACHE_SIZE),
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
     if parsed.scheme == "sqlite":
         path = unquote(url[len("sqlite://") :])
