@@ -11,9 +11,13 @@ if not __debug__:  # pragma: no cover - the guard itself
         "collateral-ledger refuses to run under `python -O`: its assertions are part of its safety"
     )
 
-# A float mixed into Decimal arithmetic is a bug: make it fail loudly in every thread.
-decimal.DefaultContext.traps[decimal.FloatOperation] = True
-decimal.getcontext().traps[decimal.FloatOperation] = True
+from ledger import limits
+
+# A float mixed into Decimal arithmetic is a bug: make it fail loudly in every thread. Inexact
+# results stay possible (a ratio, a price conversion) but never from too few digits: see limits.
+for _context in (decimal.DefaultContext, decimal.getcontext()):
+    _context.traps[decimal.FloatOperation] = True
+    _context.prec = limits.DECIMAL_PRECISION
 
 from ledger.application import Ledger  # noqa: E402
 from ledger.outcomes import Outcome  # noqa: E402

@@ -15,12 +15,21 @@ SUBMIT_LINES_MAX = 10_000_000
 # Decimal places a quantity may carry at all (an asset's own `quantity_decimals` is at most this).
 QUANTITY_DECIMALS_MAX = 18
 
-# Digits before the decimal point: far above any real supply, far below Decimal's precision (28),
-# so sums of many quantities stay exact.
+# Digits before the decimal point: far above any real supply, and with QUANTITY_DECIMALS_MAX
+# far below DECIMAL_PRECISION, so sums of many quantities stay exact.
 QUANTITY_INTEGER_DIGITS_MAX = 15
 
 # Aggregates kept in memory per Ledger (LRU): bounded so a long run over many accounts stays flat.
 AGGREGATE_CACHE_SIZE = 10_000
+
+# Decimal precision of all ledger arithmetic. Quantities have at most 15 + 18 = 33 significant
+# digits (below); products with prices and haircut ratios stay exact well inside 60 digits, so no
+# sum or comparison is silently rounded (Decimal's default of 28 would round them).
+DECIMAL_PRECISION = 60
+
+# Significant digits of a utilisation ratio shown in outcomes (Decimal's familiar default); the
+# ratio is for people and records only: bands are decided by exact comparisons.
+RATIO_DIGITS = 28
 
 # Notifications pulled from the log per batch when catching a projection up (bounded memory).
 PROJECTION_BATCH_SIZE = 1000

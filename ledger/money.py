@@ -5,7 +5,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from ledger import limits
 
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")  # ASCII digits only
 
 
 class NotADecimal(ValueError):

@@ -13,7 +13,7 @@ from ledger.domain.asset import Asset, AssetCatalog
 from ledger.domain.asset_pool import AssetPool
 from ledger.money import format_plain
 from ledger.params import QUOTE_ASSET
-from ledger.rules.cap_band import band_of
+from ledger.rules.cap_band import band_of, ratio_for_record
 from ledger.rules.valuation import collateral_value_usdt, margin_level
 from ledger.times import format_time
 
@@ -126,7 +126,7 @@ def assets_view(ledger: Ledger) -> list[AssetView]:
         row = totals.get(symbol, {"capped_total": Decimal(0), "isolated_total": Decimal(0)})
         total = pool.platform_total if pool is not None else row["capped_total"]
         params = pool.cap_params if pool is not None else None
-        ratio = None if params is None else total / params.upper_limit
+        ratio = None if params is None else ratio_for_record(total, params.upper_limit)
         price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
         views.append(
             AssetView(
@@ -140,7 +140,7 @@ def assets_view(ledger: Ledger) -> list[AssetView]:
                 ratio=None if ratio is None else format_plain(ratio),
                 band=None
                 if ratio is None or params is None
-                else band_of(utilisation_ratio=ratio, params=params).value,
+                else band_of(platform_total=total, params=params).value,
                 price_usdt=None if price is None else format_plain(price),
             )
         )

@@ -122,13 +122,6 @@ def test_parse_decimal_refuses_anything_but_a_plain_finite_decimal(value: object
         parse_decimal(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: money.py _PLAIN_DECIMAL uses \\d, which matches any Unicode digit, so "
-        "non-ASCII digits such as Arabic-Indic '١٢' or full-width '１２' parse as 12"
-    ),
-)
 @pytest.mark.parametrize("value", ["١٢", "１２"], ids=["arabic-indic", "full-width"])
 def test_parse_decimal_refuses_non_ascii_digits(value: str) -> None:
     with pytest.raises(NotADecimal):
@@ -172,14 +165,6 @@ def test_format_plain_writes_no_exponent_and_no_trailing_zeros(value: str, expec
     assert format_plain(Decimal(value)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: money.py format_plain calls normalize(), which rounds to the context precision "
-        "(28 digits): a quantity with 15 integer digits and 18 decimals, which "
-        "check_quantity_shape accepts, prints as a different number"
-    ),
-)
 def test_format_plain_writes_every_digit_of_a_quantity_at_the_shape_limits() -> None:
     assert format_plain(Decimal(QUANTITY_AT_SHAPE_LIMITS)) == QUANTITY_AT_SHAPE_LIMITS
 
@@ -215,14 +200,6 @@ def test_quantize_down_rounds_towards_zero(value: str, decimals: int, expected: 
     assert quantized.as_tuple().exponent == -decimals
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidOperation,
-    reason=(
-        "BUG: money.py quantize_down raises decimal.InvalidOperation when integer digits + "
-        "decimals exceed the context precision (28), although limits allow 15 + 18"
-    ),
-)
 def test_quantize_down_keeps_a_quantity_at_the_shape_limits() -> None:
     value = Decimal("123456789012345.1")
     assert quantize_down(value, limits.QUANTITY_DECIMALS_MAX) == value
@@ -257,14 +234,6 @@ def test_decimal_places_ignores_trailing_zeros(value: str, expected: int) -> Non
     assert decimal_places(Decimal(value)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: money.py decimal_places calls normalize(), which rounds to 28 significant digits: "
-        "a 19-decimal quantity with 15 integer digits counts as 13 places, so "
-        "check_quantity_shape accepts it although QUANTITY_DECIMALS_MAX is 18"
-    ),
-)
 def test_decimal_places_counts_every_place_of_a_long_quantity() -> None:
     value = Decimal("123456789012345.1234567890123456789")
     assert decimal_places(value) == 19

@@ -1,8 +1,9 @@
 """Platform-wide max collateral rule (DOMAIN.md §3): the band, and how much may come in."""
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 
+from ledger import limits
 from ledger.money import format_plain, quantize_down
 from ledger.params import CapParams, Frozen
 
@@ -49,14 +50,18 @@ class CapDecision(Frozen):
         }
 
 
-def band_of(*, utilisation_ratio: Decimal, params: CapParams) -> Band:
-    """The band of a utilisation ratio r = T / U (edges belong to the higher band)."""
-    assert utilisation_ratio >= 0, utilisation_ratio
-    if utilisation_ratio < params.band_b_ratio_min:
+def band_of(*, platform_total: Decimal, params: CapParams) -> Band:
+    """The band of T against U (edges belong to the higher band).
+
+    Compared as T < ratio·U, exactly, never through the rounded quotient T / U: a total one
+    smallest unit below an edge must stay in the lower band.
+    """
+    assert platform_total >= 0, platform_total
+    if platform_total < params.band_b_ratio_min * params.upper_limit:
         return Band.A
-    if utilisation_ratio < params.band_c_ratio_min:
+    if platform_total < params.band_c_ratio_min * params.upper_limit:
         return Band.B
-    if utilisation_ratio < 1:
+    if platform_total < params.upper_limit:
         return Band.C
     return Band.D
 
@@ -89,9 +94,9 @@ def decide_cap_band(
         params.fixed_quota_usdt if fixed_quota_usdt_override is None else fixed_quota_usdt_override
     )
     assert fixed_quota_usdt > 0, fixed_quota_usdt
-    utilisation_ratio = platform_total / params.upper_limit  # r
+    utilisation_ratio = ratio_for_record(platform_total, params.upper_limit)  # r, never decides
     fixed_quota = quantize_down(fixed_quota_usdt / price_usdt, quantity_decimals)  # F in tokens
-    band = band_of(utilisation_ratio=utilisation_ratio, params=params)
+    band = band_of(platform_total=platform_total, params=params)
     if band is Band.A:
         quantity_max = params.band_b_ratio_min * params.upper_limit - platform_total
     elif band in (Band.B, Band.C):
@@ -121,6 +126,13 @@ def decide_cap_band(
         quantity_max=quantity_max,
         is_accepted=quantity_requested <= quantity_max,  # no partial fill
     )
+
+
+def ratio_for_record(platform_total: Decimal, upper_limit: Decimal) -> Decimal:
+    """r = T / U to RATIO_DIGITS significant digits: what the outcome shows, not what decides."""
+    with localcontext() as context:
+        context.prec = limits.RATIO_DIGITS
+        return platform_total / upper_limit
 
 
 def cap_rejection_message(*, asset: str, quantity_max: Decimal) -> str:

@@ -5,7 +5,7 @@ from enum import StrEnum
 
 from ledger.money import format_plain
 from ledger.params import Frozen
-from ledger.rules.valuation import margin_level
+from ledger.rules.valuation import is_margin_level_above, margin_level
 
 
 class TransferOutVerdict(StrEnum):
@@ -71,9 +71,13 @@ def decide_transfer_out(
     if quantity_requested > holding:
         verdict = TransferOutVerdict.INSUFFICIENT_BALANCE
     elif (
-        level_after is not None
+        collateral_value_after_usdt is not None
         and collateral_margin_level_min is not None
-        and not level_after > collateral_margin_level_min
+        and not is_margin_level_above(
+            asset_value_usdt=collateral_value_after_usdt,
+            debt_usdt=debt_usdt,
+            level_min=collateral_margin_level_min,
+        )
     ):
         verdict = TransferOutVerdict.MARGIN_LEVEL
     else:

@@ -1,8 +1,9 @@
 """Valuation (DOMAIN.md §4): tiered collateral value and the margin levels built on it."""
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
+from ledger import limits
 from ledger.params import CollateralBracket
 
 
@@ -35,4 +36,14 @@ def margin_level(*, asset_value_usdt: Decimal, debt_usdt: Decimal) -> Decimal | 
     assert debt_usdt >= 0, debt_usdt
     if debt_usdt == 0:
         return None
-    return asset_value_usdt / debt_usdt
+    with localcontext() as context:  # for records and people; thresholds compare exactly
+        context.prec = limits.RATIO_DIGITS
+        return asset_value_usdt / debt_usdt
+
+
+def is_margin_level_above(
+    *, asset_value_usdt: Decimal, debt_usdt: Decimal, level_min: Decimal
+) -> bool:
+    """value / debt > level_min, decided exactly as value > level_min·debt (infinite if no debt)."""
+    assert asset_value_usdt >= 0 and debt_usdt >= 0, (asset_value_usdt, debt_usdt)
+    return debt_usdt == 0 or asset_value_usdt > level_min * debt_usdt
