@@ -12,6 +12,7 @@ from eventsourcing.persistence import IntegrityError
 from ledger import limits
 from ledger.commands import (
     CommandBase,
+    CommandInvalid,
     CompleteVerification,
     ListAsset,
     MarkPrices,
@@ -73,7 +74,11 @@ class Ledger(Application[UUID]):
                     raise RequestIdReused(command.request_id)
                 return Outcome.model_validate(first.outcome | {"duplicate": True})
             unit = UnitOfWork(self, command)
-            decided = handler(unit, command)
+            try:
+                decided = handler(unit, command)
+            except CommandInvalid as invalid:
+                invalid.request_id = invalid.request_id or command.request_id
+                raise
             request, outcome = self._record_request(
                 command, digest, decided, unit.changed.values(), unit.resolved_stamp()
             )

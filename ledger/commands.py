@@ -295,6 +295,8 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
             field, problem = "type", f"unknown command type {given!r}"
         elif kind == "union_tag_not_found":
             field, problem = "type", "is required"
+        elif kind in _CROSS_FIELD_ERRORS:
+            field, problem = _CROSS_FIELD_ERRORS[kind], item["msg"]
         elif kind == "string_pattern_mismatch" and field.split(".")[0] in _PATTERN_HINTS:
             problem = _PATTERN_HINTS[field.split(".")[0]]
         else:
@@ -303,6 +305,8 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
     return errors
 
 
+# Checks across fields run on the whole model; the error names the field a person would change.
+_CROSS_FIELD_ERRORS = {"bands": "band_c_ratio_min"}
 _TYPE_NAMES = {t.model_fields["type"].annotation.__args__[0] for t in COMMAND_TYPES}  # type: ignore[union-attr]
 _PATTERN_HINTS = {
     "request_id": "must be 1-128 characters of A-Z a-z 0-9 . _ : -",
@@ -329,12 +333,20 @@ def parse_command(data: Any) -> CommandBase:
     return command
 
 
-def parse_line(text: str) -> CommandBase:
+def parse_line(raw: bytes | str) -> CommandBase:
     """A command from one JSON line; numbers are parsed exactly, never through a float."""
-    if len(text.encode()) > limits.SUBMIT_LINE_BYTES_MAX:
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogateescape")
+    if len(raw) > limits.SUBMIT_LINE_BYTES_MAX:
         raise CommandInvalid(
             [FieldError(field="line", problem=f"longer than {limits.SUBMIT_LINE_BYTES_MAX} bytes")]
         )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CommandInvalid(
+            [FieldError(field="line", problem=f"is not valid UTF-8 (byte {error.start})")]
+        ) from None
     try:
         data = json.loads(text, parse_float=Decimal, parse_constant=lambda name: name)
     except json.JSONDecodeError as error:

@@ -49,7 +49,10 @@ def decimal_places(value: Decimal) -> int:
 
 
 def integer_digits(value: Decimal) -> int:
-    return len(str(abs(value).to_integral_value(rounding=ROUND_DOWN)))
+    """Digits before the decimal point, from the exponent: "1E+20" has 21, whatever its text."""
+    if value.is_zero() or abs(value) < 1:
+        return 0
+    return value.adjusted() + 1
 
 
 def check_quantity_shape(value: Decimal) -> None:

@@ -95,7 +95,7 @@ def env_for_url(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parsed.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_SCHEMA": query.get("schema", [""])[0],
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             # Writers queue on the library's table lock; a bounded wait turns a stuck writer into
             # an error instead of a hang (notes/eventsourcing-9.5.md §9).
             "POSTGRES_LOCK_TIMEOUT": "30",

@@ -2,14 +2,14 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, BinaryIO
 
 import typer
 
 from ledger import limits
 from ledger.application import Ledger
 from ledger.cli.main import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK, DbOption, app, open_ledger
-from ledger.cli.output import error, print_json_line, stderr
+from ledger.cli.output import error, note, print_json_line
 from ledger.commands import CommandInvalid, parse_line
 from ledger.outcomes import Outcome, Status
 
@@ -29,7 +29,8 @@ def submit(
     command could not run (unreadable file, unreachable database).
     """
     try:
-        stream: TextIO = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
+        # Bytes, decoded line by line: a line that is not UTF-8 is one invalid line, not a crash.
+        stream: BinaryIO = sys.stdin.buffer if file == "-" else Path(file).open("rb")  # noqa: SIM115
     except OSError as exc:
         error(f"cannot read {file}: {exc.strerror}")
         raise typer.Exit(EXIT_CANNOT_RUN) from None
@@ -38,7 +39,7 @@ def submit(
     raise typer.Exit(EXIT_INVALID if invalid else EXIT_OK)
 
 
-def run_lines(ledger: Ledger, stream: TextIO) -> int:
+def run_lines(ledger: Ledger, stream: BinaryIO) -> int:
     """Process every line; returns how many were invalid."""
     invalid = 0
     for number, text in enumerate(stream, start=1):
@@ -55,8 +56,6 @@ def run_lines(ledger: Ledger, stream: TextIO) -> int:
                 request_id=exc.request_id, status=Status.INVALID, line=number, errors=exc.errors
             )
             for field_error in exc.errors:
-                stderr.print(
-                    f"line {number}: {field_error.field}: {field_error.problem}", highlight=False
-                )
+                note(f"line {number}: {field_error.field}: {field_error.problem}")
         print_json_line(outcome.to_json_dict())
     return invalid
