@@ -55,12 +55,19 @@ def setup_capped_asset(
 
 
 def transfer_in(
-    ledger: Ledger, user: str, quantity: str, *, asset: str = "ABC", account: str = "cross",
+    ledger: Ledger,
+    user: str,
+    quantity: str,
+    *,
+    asset: str = "ABC",
+    account: str = "cross",
     **fields: Any,
 ) -> Outcome:
     return run(
         ledger,
-        command("transfer_in", user=user, account=account, asset=asset, quantity=quantity, **fields),
+        command(
+            "transfer_in", user=user, account=account, asset=asset, quantity=quantity, **fields
+        ),
     )
 
 

@@ -1,6 +1,6 @@
 """money.py: exact parsing, the contract's plain number format, and rounding towards zero."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import pytest
 

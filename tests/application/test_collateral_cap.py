@@ -43,7 +43,10 @@ def test_worked_example_2_at_85_percent_only_the_fixed_quota(ledger: Ledger) -> 
     assert transfer_in(ledger, "user1", "50000").is_accepted  # 1,700,000 = 85%
     outcome = transfer_in(ledger, "user2", "60000")
     assert (outcome.context["band"], outcome.context["total"], outcome.context["ratio"]) == (
-        "B", "1700000", "0.85")
+        "B",
+        "1700000",
+        "0.85",
+    )
     assert outcome.context["q_max"] == "50000"
     assert outcome.reason == "collateral_cap"
 
@@ -128,8 +131,12 @@ def test_a_decision_uses_the_price_in_force_at_its_effective_at(ledger: Ledger) 
 def test_per_account_quota_overrides_the_assets_fixed_quota(ledger: Ledger) -> None:
     setup_capped_asset(ledger, upper_limit="1000000", price="0.5")
     assert transfer_in(ledger, "a", "800000").is_accepted
-    run(ledger, command("set_account_quota", user="vip", account="cross", asset="ABC",
-                        fixed_quota_usdt="10000"))
+    run(
+        ledger,
+        command(
+            "set_account_quota", user="vip", account="cross", asset="ABC", fixed_quota_usdt="10000"
+        ),
+    )
     vip = transfer_in(ledger, "vip", "30000")
     assert (vip.context["q_max"], vip.context["fixed_quota_source"]) == ("20000", "account")
     other = transfer_in(ledger, "other", "120000")
@@ -143,7 +150,10 @@ def test_portfolio_accounts_count_in_the_total_and_are_limited(ledger: Ledger) -
     assert pool_total(ledger) == Decimal("800")
     outcome = transfer_in(ledger, "p", "250", account="portfolio")
     assert (outcome.status, outcome.context["total"], outcome.context["q_max"]) == (
-        "rejected", "800", "200")
+        "rejected",
+        "800",
+        "200",
+    )
 
 
 def test_isolated_accounts_are_neither_limited_nor_counted(ledger: Ledger) -> None:
@@ -178,7 +188,10 @@ def test_capped_rank_without_upper_limit_is_tracked_then_limited_once_set(ledger
     outcome = transfer_in(ledger, "late", "100", asset="NEW")
     # T counted the transfers made before the cap existed: 901 of 1,000 is band C.
     assert (outcome.context["total"], outcome.context["band"], outcome.context["q_max"]) == (
-        "901", "C", "99")
+        "901",
+        "C",
+        "99",
+    )
 
 
 def test_a_refusal_is_recorded_on_the_account_and_the_pool(ledger: Ledger) -> None:
@@ -203,8 +216,9 @@ def test_a_refusal_is_recorded_on_the_account_and_the_pool(ledger: Ledger) -> No
 def test_transfer_out_lowers_the_platform_total_and_reopens_room(ledger: Ledger) -> None:
     setup_capped_asset(ledger, upper_limit="1000", price="1")
     assert transfer_in(ledger, "a", "800").is_accepted
-    out = run(ledger, command("transfer_out", user="a", account="cross", asset="ABC",
-                              quantity="300"))
+    out = run(
+        ledger, command("transfer_out", user="a", account="cross", asset="ABC", quantity="300")
+    )
     assert out.is_accepted
     assert pool_total(ledger) == Decimal("500")
     assert transfer_in(ledger, "b", "300").is_accepted  # band A again: 800 - 500
@@ -213,11 +227,14 @@ def test_transfer_out_lowers_the_platform_total_and_reopens_room(ledger: Ledger)
 def test_transfer_out_refuses_more_than_held_and_unopened_accounts(ledger: Ledger) -> None:
     setup_capped_asset(ledger, upper_limit="1000", price="1")
     assert transfer_in(ledger, "a", "10").is_accepted
-    too_much = run(ledger, command("transfer_out", user="a", account="cross", asset="ABC",
-                                   quantity="10.00000001"))
+    too_much = run(
+        ledger,
+        command("transfer_out", user="a", account="cross", asset="ABC", quantity="10.00000001"),
+    )
     assert (too_much.status, too_much.reason) == ("rejected", "insufficient_balance")
-    never = run(ledger, command("transfer_out", user="nobody", account="cross", asset="ABC",
-                                quantity="1"))
+    never = run(
+        ledger, command("transfer_out", user="nobody", account="cross", asset="ABC", quantity="1")
+    )
     assert (never.status, never.reason) == ("rejected", "account_not_open")
     assert pool_total(ledger) == Decimal("10")
 

@@ -22,14 +22,24 @@ def test_a_retry_returns_the_first_outcome_and_records_nothing(ledger: Ledger) -
     before = event_count(ledger)
     again = transfer_in(ledger, "u1", "800", request_id="same")
     assert again.duplicate is True
-    assert (again.status, again.events, again.context) == (first.status, first.events, first.context)
+    assert (again.status, again.events, again.context) == (
+        first.status,
+        first.events,
+        first.context,
+    )
     assert event_count(ledger) == before
 
 
 def test_a_retry_without_effective_at_is_still_a_duplicate(ledger: Ledger) -> None:
     setup_capped_asset(ledger, upper_limit="1000", price="1")
-    data = {"type": "transfer_in", "request_id": "no-time", "user": "u1", "account": "cross",
-            "asset": "ABC", "quantity": "5"}
+    data = {
+        "type": "transfer_in",
+        "request_id": "no-time",
+        "user": "u1",
+        "account": "cross",
+        "asset": "ABC",
+        "quantity": "5",
+    }
     from ledger.commands import parse_command
 
     first = ledger.execute(parse_command(dict(data)))
@@ -81,8 +91,7 @@ def test_a_reopened_ledger_replays_the_same_state(database_url: str) -> None:
         setup_capped_asset(ledger, upper_limit="1000", price="1")
         transfer_in(ledger, "u1", "700")
         transfer_in(ledger, "u2", "100", account="portfolio")
-        run(ledger, command("transfer_out", user="u1", account="cross", asset="ABC",
-                            quantity="50"))
+        run(ledger, command("transfer_out", user="u1", account="cross", asset="ABC", quantity="50"))
     from ledger.queries import account_view, assets_view
 
     with Ledger(database_url) as reopened:

@@ -1,7 +1,7 @@
 """Platform-wide max collateral rule (DOMAIN.md §3): the band, q_max, the message, the context."""
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -229,7 +229,10 @@ def test_band_edges_belong_to_the_higher_band(
 )
 def test_band_of_default_thresholds(utilisation_ratio: str, band: Band) -> None:
     params = cap_params(upper_limit="1000000")
-    assert band_of(platform_total=Decimal(utilisation_ratio) * params.upper_limit, params=params) is band
+    assert (
+        band_of(platform_total=Decimal(utilisation_ratio) * params.upper_limit, params=params)
+        is band
+    )
 
 
 @pytest.mark.parametrize(
@@ -255,7 +258,10 @@ def test_band_of_default_thresholds(utilisation_ratio: str, band: Band) -> None:
 )
 def test_band_of_custom_thresholds_move_the_edges(utilisation_ratio: str, band: Band) -> None:
     params = cap_params(upper_limit="1000000", band_b_ratio_min="0.5", band_c_ratio_min="0.7")
-    assert band_of(platform_total=Decimal(utilisation_ratio) * params.upper_limit, params=params) is band
+    assert (
+        band_of(platform_total=Decimal(utilisation_ratio) * params.upper_limit, params=params)
+        is band
+    )
 
 
 @pytest.mark.parametrize(
