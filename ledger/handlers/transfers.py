@@ -38,25 +38,19 @@ def transfer_in(unit: UnitOfWork, command: TransferIn) -> Decided:
     account = load_or_register_account(unit, command, account, stamp)
     unit.change(account)
     account_id = account.account_id
+    requested: dict[str, Any] = {
+        "asset": asset.symbol,
+        "requested": format_plain(command.quantity),
+    }
 
     if account.status is AccountStatus.PENDING_VERIFICATION:
-        context: dict[str, Any] = {
-            "asset": asset.symbol,
-            "requested": format_plain(command.quantity),
-        }
-        account.reject_transfer_in(
-            asset=asset.symbol,
-            quantity_requested=command.quantity,
-            reason=RejectionReason.VERIFICATION_PENDING,
-            decision=context,
-            stamp=stamp,
-        )
-        return Decided(
-            status=Status.REJECTED,
-            reason=RejectionReason.VERIFICATION_PENDING,
-            message=VERIFICATION_PENDING_MESSAGE,
-            account=account_id,
-            context=context,
+        return _reject_transfer_in(
+            account,
+            command.quantity,
+            RejectionReason.VERIFICATION_PENDING,
+            VERIFICATION_PENDING_MESSAGE,
+            requested,
+            stamp,
         )
 
     opening = decide_opening_check(
@@ -65,28 +59,17 @@ def transfer_in(unit: UnitOfWork, command: TransferIn) -> Decided:
         channel=command.channel,
     )
     if opening.verdict is OpeningVerdict.REJECTED:
-        context = opening.context() | {"asset": asset.symbol}
-        account.reject_transfer_in(
-            asset=asset.symbol,
-            quantity_requested=command.quantity,
-            reason=RejectionReason.OPENING_RISK_CHECK,
-            decision=context,
-            stamp=stamp,
-        )
-        return Decided(
-            status=Status.REJECTED,
-            reason=RejectionReason.OPENING_RISK_CHECK,
-            message=OPENING_RISK_MESSAGE,
-            account=account_id,
-            context=context,
+        return _reject_transfer_in(
+            account,
+            command.quantity,
+            RejectionReason.OPENING_RISK_CHECK,
+            OPENING_RISK_MESSAGE,
+            opening.context() | requested,
+            stamp,
         )
 
     cap = _decide_cap(asset, pool, account, command.quantity)
-    context = (
-        opening.context()
-        | {"asset": asset.symbol, "requested": format_plain(command.quantity)}
-        | ({} if cap is None else cap.context())
-    )
+    context = opening.context() | requested | ({} if cap is None else cap.context())
     if cap is not None and not cap.is_accepted:
         return _refuse_for_cap(unit, account, pool, cap, context, stamp)
 
@@ -280,6 +263,30 @@ def _decide_cap(
     )
 
 
+def _reject_transfer_in(
+    account: MarginAccount,
+    quantity: Decimal,
+    reason: RejectionReason,
+    message: str,
+    context: dict[str, Any],
+    stamp: Stamp,
+) -> Decided:
+    account.reject_transfer_in(
+        asset=context["asset"],
+        quantity_requested=quantity,
+        reason=reason,
+        decision=context,
+        stamp=stamp,
+    )
+    return Decided(
+        status=Status.REJECTED,
+        reason=reason,
+        message=message,
+        account=account.account_id,
+        context=context,
+    )
+
+
 def _refuse_for_cap(
     unit: UnitOfWork,
     account: MarginAccount,
@@ -291,14 +298,6 @@ def _refuse_for_cap(
     record: bool = True,
 ) -> Decided:
     assert pool is not None and not cap.is_accepted, cap
-    if record:
-        account.reject_transfer_in(
-            asset=cap.asset,
-            quantity_requested=cap.quantity_requested,
-            reason=RejectionReason.COLLATERAL_CAP,
-            decision=context,
-            stamp=stamp,
-        )
     pool.refuse_transfer_in(
         account_id=account.account_id,
         quantity_requested=cap.quantity_requested,
@@ -306,12 +305,17 @@ def _refuse_for_cap(
         stamp=stamp,
     )
     unit.change(pool)
-    return Decided(
-        status=Status.REJECTED,
-        reason=RejectionReason.COLLATERAL_CAP,
-        message=cap_rejection_message(asset=cap.asset, quantity_max=cap.quantity_max),
-        account=account.account_id,
-        context=context,
+    message = cap_rejection_message(asset=cap.asset, quantity_max=cap.quantity_max)
+    if not record:  # a cancelled pending transfer: the account recorded the cancellation
+        return Decided(
+            status=Status.REJECTED,
+            reason=RejectionReason.COLLATERAL_CAP,
+            message=message,
+            account=account.account_id,
+            context=context,
+        )
+    return _reject_transfer_in(
+        account, cap.quantity_requested, RejectionReason.COLLATERAL_CAP, message, context, stamp
     )
 
 
