@@ -1,32 +1,51 @@
 """Ledger: the application service. One method per command; it orchestrates, never decides."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from ledger import limits
 from ledger.commands import (
+    AccrueInterest,
+    AdminSetBorrowing,
+    AgreeProTerms,
+    Borrow,
     CommandBase,
     CommandInvalid,
     CompleteVerification,
     ListAsset,
     MarkPrices,
+    RecordProQuiz,
+    Repay,
     SetAccountQuota,
+    SetBnbDiscount,
+    SetBorrowTerms,
     SetCollateralCap,
+    SetMaintenanceBrackets,
+    SetMarginThresholds,
+    SetPlatformRules,
+    SetProJurisdiction,
+    StartCoolingOff,
     TransferIn,
     TransferOut,
 )
+from ledger.domain.account import MarginAccount
 from ledger.domain.base import LedgerAggregate, Stamp
 from ledger.domain.request import Request, payload_digest
 from ledger.errors import RequestIdReused, SaveRetriesExhausted
-from ledger.handlers import parameters, transfers
-from ledger.outcomes import Outcome
+from ledger.handlers import borrowing, parameters, transfers, users
+from ledger.handlers.interest import settle_interest
+from ledger.money import format_plain
+from ledger.outcomes import Outcome, Status
 from ledger.persistence import database_url, ensure_postgres_schema, env_for_url
+from ledger.rules.interest import HourCharge
 from ledger.times import format_time
 from ledger.unit_of_work import Decided, UnitOfWork
 
@@ -37,9 +56,21 @@ HANDLERS: dict[type[CommandBase], Handler] = {
     SetCollateralCap: parameters.set_collateral_cap,
     SetAccountQuota: parameters.set_account_quota,
     MarkPrices: parameters.mark_prices,
+    SetBorrowTerms: parameters.set_borrow_terms,
+    SetMarginThresholds: parameters.set_margin_thresholds,
+    SetPlatformRules: parameters.set_platform_rules,
+    SetMaintenanceBrackets: parameters.set_maintenance_brackets,
     TransferIn: transfers.transfer_in,
     CompleteVerification: transfers.complete_verification,
     TransferOut: transfers.transfer_out,
+    Borrow: borrowing.borrow,
+    Repay: borrowing.repay,
+    AdminSetBorrowing: borrowing.admin_set_borrowing,
+    RecordProQuiz: users.record_pro_quiz,
+    AgreeProTerms: users.agree_pro_terms,
+    SetProJurisdiction: users.set_pro_jurisdiction,
+    StartCoolingOff: users.start_cooling_off,
+    SetBnbDiscount: users.set_bnb_discount,
 }
 
 
@@ -65,6 +96,8 @@ class Ledger(Application[UUID]):
     def execute(self, command: CommandBase) -> Outcome:
         """Decide and record one command atomically; a retry of the same request is answered
         with its first outcome. Raises CommandInvalid (nothing recorded) for input it refuses."""
+        if isinstance(command, AccrueInterest):
+            return self._accrue_interest(command)
         handler = HANDLERS[type(command)]
         digest = payload_digest(command.payload_digest_source())
         for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
@@ -111,6 +144,124 @@ class Ledger(Application[UUID]):
 
     def transfer_out(self, command: TransferOut) -> Outcome:
         return self.execute(command)
+
+    def set_borrow_terms(self, command: SetBorrowTerms) -> Outcome:
+        return self.execute(command)
+
+    def set_margin_thresholds(self, command: SetMarginThresholds) -> Outcome:
+        return self.execute(command)
+
+    def set_platform_rules(self, command: SetPlatformRules) -> Outcome:
+        return self.execute(command)
+
+    def set_maintenance_brackets(self, command: SetMaintenanceBrackets) -> Outcome:
+        return self.execute(command)
+
+    def borrow(self, command: Borrow) -> Outcome:
+        return self.execute(command)
+
+    def repay(self, command: Repay) -> Outcome:
+        return self.execute(command)
+
+    def accrue_interest(self, command: AccrueInterest) -> Outcome:
+        return self.execute(command)
+
+    def admin_set_borrowing(self, command: AdminSetBorrowing) -> Outcome:
+        return self.execute(command)
+
+    def record_pro_quiz(self, command: RecordProQuiz) -> Outcome:
+        return self.execute(command)
+
+    def agree_pro_terms(self, command: AgreeProTerms) -> Outcome:
+        return self.execute(command)
+
+    def set_pro_jurisdiction(self, command: SetProJurisdiction) -> Outcome:
+        return self.execute(command)
+
+    def start_cooling_off(self, command: StartCoolingOff) -> Outcome:
+        return self.execute(command)
+
+    def set_bnb_discount(self, command: SetBnbDiscount) -> Outcome:
+        return self.execute(command)
+
+    def _accrue_interest(self, command: AccrueInterest) -> Outcome:
+        """The accrual job: every open loan's full hours up to `until`, one account at a time.
+
+        Each account's charges are saved atomically; the job's Request is recorded last. A job
+        that stopped half-way is simply run again: hours already charged are never charged again
+        (each loan remembers the last hour charged), so the rerun completes the rest.
+        """
+        digest = payload_digest(command.payload_digest_source())
+        first = self._recorded_request(command.request_id)
+        if first is not None:
+            if first.payload_digest != digest:
+                raise RequestIdReused(command.request_id)
+            return Outcome.model_validate(first.outcome | {"duplicate": True})
+        scanned = charged_accounts = hours = 0
+        interest: dict[str, Decimal] = {}
+        for account_id in self._borrower_ids():
+            scanned += 1
+            charges = self._settle_account(command, account_id)
+            charged_accounts += bool(charges)
+            hours += len(charges)
+            for charge in charges:
+                interest[charge.asset] = interest.get(charge.asset, Decimal(0)) + charge.quantity
+        decided = Decided(
+            status=Status.ACCEPTED,
+            context={
+                "until": format_time(command.until),
+                "accounts_scanned": scanned,
+                "accounts_charged": charged_accounts,
+                "hours_charged": hours,
+                "interest": {a: format_plain(q) for a, q in sorted(interest.items())},
+            },
+        )
+        unit = UnitOfWork(self, command)
+        request, outcome = self._record_request(command, digest, decided, [], unit.stamp())
+        try:
+            self.save(request)
+        except IntegrityError:  # the same job recorded concurrently: answer as its retry
+            return self._accrue_interest(command)
+        return outcome
+
+    def _settle_account(self, command: AccrueInterest, account_id: UUID) -> list[HourCharge]:
+        for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
+            unit = UnitOfWork(self, command)
+            account = unit.get(MarginAccount, account_id)
+            assert account is not None, account_id
+            charges = settle_interest(unit, account, command.until)
+            if not charges:
+                return []
+            try:
+                self.save(account)
+            except IntegrityError:
+                continue  # the account moved meanwhile (and settled its own hours): look again
+            return charges
+        raise SaveRetriesExhausted(f"{command.request_id}: accrual of {account_id}")
+
+    def _borrower_ids(self) -> Iterator[UUID]:
+        """Every account that ever borrowed, from the log (each decides itself what is due)."""
+        # TODO(#6): read these from the accounts read model instead of scanning the log.
+        seen: set[UUID] = set()
+        position = 0
+        topics = [get_topic(MarginAccount.Borrowed)]
+        for _batch in range(limits.PROJECTION_BATCHES_MAX):
+            notifications = self.recorder.select_notifications(
+                start=position,
+                limit=limits.PROJECTION_BATCH_SIZE,
+                topics=topics,
+                inclusive_of_start=False,
+            )
+            for notification in notifications:
+                account_id = notification.originator_id
+                assert isinstance(account_id, UUID), account_id
+                if account_id not in seen:
+                    seen.add(account_id)
+                    yield account_id
+            if len(notifications) < limits.PROJECTION_BATCH_SIZE:
+                return
+            position = notifications[-1].id
+        raise RuntimeError("the log has more borrow events than the batch bound allows")
 
     # --- history -------------------------------------------------------------------------------
 

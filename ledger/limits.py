@@ -31,6 +31,10 @@ DECIMAL_PRECISION = 60
 # ratio is for people and records only: bands are decided by exact comparisons.
 RATIO_DIGITS = 28
 
+# Hours one account's interest may be settled in one go (a year): a gap longer than this means
+# the accrual job has not run for a year, which must be looked at, not silently charged.
+INTEREST_HOURS_PER_SETTLEMENT_MAX = 24 * 366
+
 # Notifications pulled from the log per batch when catching a projection up (bounded memory).
 PROJECTION_BATCH_SIZE = 1000
 

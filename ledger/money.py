@@ -1,7 +1,7 @@
 """Decimal quantities and prices: exact parsing, plain formatting, and the only rounding we do."""
 
 import re
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 
 from ledger import limits
 
@@ -67,6 +67,12 @@ def quantize_down(value: Decimal, decimals: int) -> Decimal:
     """Round towards zero to `decimals` places: a limit rounded so it is never exceeded."""
     assert decimals >= 0, decimals
     return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_DOWN)
+
+
+def quantize_up(value: Decimal, decimals: int) -> Decimal:
+    """Round away from zero to `decimals` places: a charge never rounds to less than is due."""
+    assert decimals >= 0, decimals
+    return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_UP)
 
 
 def format_plain(value: Decimal) -> str:

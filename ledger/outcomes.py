@@ -25,6 +25,11 @@ class RejectionReason(StrEnum):
     ACCOUNT_NOT_OPEN = "account_not_open"
     # A transfer-in while the account's first transfer still awaits facial verification.
     VERIFICATION_PENDING = "verification_pending"
+    ASSET_NOT_BORROWABLE = "asset_not_borrowable"
+    BORROW_DISABLED = "borrow_disabled"  # an administrator disabled borrowing for the account
+    COOLING_OFF = "cooling_off"  # the user's own cooling-off period
+    BELOW_MIN_BORROW = "below_min_borrow"
+    REPAY_EXCEEDS_DEBT = "repay_exceeds_debt"
 
 
 class Outcome(BaseModel):

@@ -1,6 +1,8 @@
 """One attempt at one command: the aggregates it loaded, changed, and the business time it uses."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -10,8 +12,12 @@ from pydantic import BaseModel, ConfigDict
 from ledger.commands import CommandBase
 from ledger.domain.asset import Asset, AssetCatalog
 from ledger.domain.base import LedgerAggregate, Stamp
+from ledger.domain.risk_parameters import RiskParameters
+from ledger.domain.user_profile import UserProfile
 from ledger.errors import LedgerInputError
 from ledger.outcomes import RejectionReason, Status
+from ledger.params import QUOTE_ASSET
+from ledger.rules.valuation import Market
 from ledger.times import format_time
 
 if TYPE_CHECKING:
@@ -39,6 +45,7 @@ class UnitOfWork:
         self.changed: dict[UUID, LedgerAggregate] = {}
         self._loaded: dict[UUID, LedgerAggregate | None] = {}
         self._stamp: Stamp | None = None
+        self._as_of: dict[tuple[UUID, datetime], Any] = {}
 
     def resolved_stamp(self) -> Stamp:
         """The stamp the handler used, or (if it changed nothing) the command's own time."""
@@ -60,6 +67,9 @@ class UnitOfWork:
     def catalog(self) -> AssetCatalog | None:
         return self.get(AssetCatalog, AssetCatalog.create_id())
 
+    def get_listed(self, symbol: str) -> Asset | None:
+        return self.get(Asset, Asset.create_id(symbol))
+
     def listed_asset(self, symbol: str, field: str = "asset") -> Asset:
         asset = self.get(Asset, Asset.create_id(symbol))
         if asset is None:
@@ -68,13 +78,47 @@ class UnitOfWork:
 
     def asset_as_of(self, asset: Asset, at: datetime, field: str = "asset") -> Asset:
         """The asset as it stood at business time `at`: its listing and the price then in force."""
-        if asset.last_effective_at <= at:
-            return asset
-        as_of = self.ledger.aggregate_as_of(asset.id, at)
+        as_of = self.as_of(asset, at)
         if as_of is None:
             raise LedgerInputError(field, f"{asset.symbol} was not yet listed at {format_time(at)}")
-        assert isinstance(as_of, Asset)
         return as_of
+
+    def as_of(self, aggregate: A, at: datetime) -> A | None:
+        """An aggregate read (not changed) by a decision, as it stood at business time `at`."""
+        if aggregate.last_effective_at <= at:
+            return aggregate
+        key = (aggregate.id, at)
+        if key not in self._as_of:
+            self._as_of[key] = self.ledger.aggregate_as_of(aggregate.id, at)
+        found = self._as_of[key]
+        assert found is None or isinstance(found, type(aggregate)), found
+        return found
+
+    def risk_parameters(self, at: datetime) -> RiskParameters:
+        parameters = self.get(RiskParameters, RiskParameters.create_id())
+        assert parameters is not None, "recorded with the first listing"
+        as_of = self.as_of(parameters, at)
+        assert as_of is not None, f"risk parameters recorded after {at}"
+        return as_of
+
+    def user_profile(self, user: str) -> UserProfile | None:
+        return self.get(UserProfile, UserProfile.create_id(user))
+
+    def market(self, symbols: Iterable[str], at: datetime) -> Market:
+        """Prices, haircut ladders and maintenance brackets in force at `at` for these assets."""
+        default_brackets = self.risk_parameters(at).maintenance_brackets_default
+        prices, ladders, brackets = {}, {}, {}
+        for symbol in sorted(set(symbols)):
+            asset = self.asset_as_of(self.listed_asset(symbol), at)
+            price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
+            if price is None:
+                raise LedgerInputError(
+                    "asset", f"{symbol} has no index price in force; mark_prices must come first"
+                )
+            prices[symbol] = price
+            ladders[symbol] = asset.collateral_ladder
+            brackets[symbol] = asset.maintenance_brackets or default_brackets
+        return Market(prices_usdt=prices, ladders=ladders, maintenance_brackets=brackets)
 
     def change(self, *aggregates: LedgerAggregate | None) -> None:
         for aggregate in aggregates:

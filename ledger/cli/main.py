@@ -69,6 +69,6 @@ def open_ledger(db: str | None) -> Iterator[Ledger]:
 
 
 def main() -> None:
-    from ledger.cli import demo, schema, show, submit  # noqa: F401  (registers the commands)
+    from ledger.cli import demo, jobs, schema, show, submit  # noqa: F401  (registers commands)
 
     app()

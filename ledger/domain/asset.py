@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
-from ledger.params import CollateralBracket
+from ledger.params import BorrowTerms, CollateralBracket, MaintenanceBracket
 
 
 class Asset(LedgerAggregate):
@@ -18,6 +18,8 @@ class Asset(LedgerAggregate):
         quantity_decimals: int
         capped_ranks: tuple[int, ...]
         price_usdt: Decimal | None
+        borrow_terms: BorrowTerms | None  # None: not borrowable until terms are set
+        maintenance_brackets: tuple[MaintenanceBracket, ...] | None  # None: the platform default
 
     @staticmethod
     def create_id(symbol: str) -> UUID:
@@ -37,12 +39,26 @@ class Asset(LedgerAggregate):
             asset.quantity_decimals = self.quantity_decimals
             asset.capped_ranks = self.capped_ranks
             asset.price_usdt = None
+            asset.borrow_terms = None
+            asset.maintenance_brackets = None
 
     class PriceMarked(LedgerAggregate.Event):
         price_usdt: Decimal
 
         def apply(self, asset: "Asset") -> None:
             asset.price_usdt = self.price_usdt
+
+    class BorrowTermsSet(LedgerAggregate.Event):
+        borrow_terms: BorrowTerms
+
+        def apply(self, asset: "Asset") -> None:
+            asset.borrow_terms = self.borrow_terms
+
+    class MaintenanceBracketsSet(LedgerAggregate.Event):
+        maintenance_brackets: tuple[MaintenanceBracket, ...]
+
+        def apply(self, asset: "Asset") -> None:
+            asset.maintenance_brackets = self.maintenance_brackets
 
     @classmethod
     def list(
@@ -76,6 +92,22 @@ class Asset(LedgerAggregate):
     def mark_price(self, *, price_usdt: Decimal, stamp: Stamp) -> None:
         assert price_usdt > 0, price_usdt
         self.trigger_event(self.PriceMarked, price_usdt=price_usdt, **stamp.fields())
+
+    def set_borrow_terms(self, *, borrow_terms: BorrowTerms, stamp: Stamp) -> None:
+        assert borrow_terms.hourly_interest_rate >= 0, borrow_terms
+        self.trigger_event(self.BorrowTermsSet, borrow_terms=borrow_terms, **stamp.fields())
+
+    def set_maintenance_brackets(
+        self, *, maintenance_brackets: tuple[MaintenanceBracket, ...], stamp: Stamp
+    ) -> None:
+        assert maintenance_brackets and maintenance_brackets[-1].up_to_usdt is None
+        self.trigger_event(
+            self.MaintenanceBracketsSet, maintenance_brackets=maintenance_brackets, **stamp.fields()
+        )
+
+    @property
+    def is_borrowable(self) -> bool:
+        return self.borrow_terms is not None and self.borrow_terms.borrowable
 
 
 class AssetCatalog(LedgerAggregate):

@@ -1,9 +1,13 @@
 """Finding the account a command names, registering it the first time the ledger hears of it."""
 
+from datetime import datetime
+
 from ledger.commands import AccountCommand
-from ledger.domain.account import AccountKind, MarginAccount, account_kind
+from ledger.domain.account import AccountKind, MarginAccount, Mode, account_kind
 from ledger.domain.base import Stamp
 from ledger.errors import LedgerInputError
+from ledger.params import MarginThresholds
+from ledger.rules.valuation import LevelKind
 from ledger.unit_of_work import UnitOfWork
 
 
@@ -43,3 +47,18 @@ def check_asset_in_account(unit: UnitOfWork, command: AccountCommand, asset: str
         raise LedgerInputError(
             "asset", f"{asset} is not one of {command.account}'s assets ({', '.join(assets)})"
         )
+
+
+def level_rules(
+    unit: UnitOfWork, account: MarginAccount, at: datetime
+) -> tuple[LevelKind, MarginThresholds]:
+    """Which level governs the account and its mode's thresholds in force (DOMAIN.md §4)."""
+    thresholds = unit.risk_parameters(at).thresholds
+    if account.kind is AccountKind.ISOLATED:
+        return LevelKind.MARGIN_LEVEL, thresholds["isolated"]
+    if account.kind is AccountKind.PORTFOLIO:  # DOMAIN.md §1: treated like cross Classic (3x)
+        return LevelKind.COLLATERAL_MARGIN_LEVEL, thresholds[Mode.CLASSIC_3X]
+    assert account.mode is not None, account.account_id
+    if account.mode is Mode.PRO:
+        return LevelKind.PRO_MARGIN_LEVEL, thresholds[Mode.PRO]
+    return LevelKind.COLLATERAL_MARGIN_LEVEL, thresholds[account.mode]

@@ -1,14 +1,35 @@
 """Parameter commands (COMMANDS.md "Parameters"): each one event, in force from its effective_at."""
 
-from ledger.commands import ListAsset, MarkPrices, SetAccountQuota, SetCollateralCap
+from decimal import Decimal
+
+from ledger.commands import (
+    ListAsset,
+    MarkPrices,
+    SetAccountQuota,
+    SetBorrowTerms,
+    SetCollateralCap,
+    SetMaintenanceBrackets,
+    SetMarginThresholds,
+    SetPlatformRules,
+)
 from ledger.domain.account import AccountKind, MarginAccount, account_kind
 from ledger.domain.asset import Asset, AssetCatalog
 from ledger.domain.asset_pool import AssetPool
+from ledger.domain.risk_parameters import RiskParameters
 from ledger.errors import LedgerInputError
 from ledger.handlers.accounts import load_or_register_account
+from ledger.handlers.interest import settle_interest
 from ledger.money import format_plain
 from ledger.outcomes import Status
-from ledger.params import CAPPED_RANKS_DEFAULT, FULL_VALUE_LADDER, QUOTE_ASSET, CapParams
+from ledger.params import (
+    CAPPED_RANKS_DEFAULT,
+    FULL_VALUE_LADDER,
+    QUOTE_ASSET,
+    BorrowTerms,
+    CapParams,
+    MarginThresholds,
+    PlatformRules,
+)
 from ledger.unit_of_work import Decided, UnitOfWork
 
 
@@ -19,6 +40,9 @@ def list_asset(unit: UnitOfWork, command: ListAsset) -> Decided:
     stamp = unit.stamp(catalog)
     if catalog is None:
         catalog = AssetCatalog.start(stamp=stamp)
+    if unit.get(RiskParameters, RiskParameters.create_id()) is None:
+        # The platform's rule numbers enter the log with its first listing (DOMAIN.md defaults).
+        unit.change(RiskParameters.initialise(stamp=stamp))
     ladder = command.ladder() or FULL_VALUE_LADDER
     asset = Asset.list(
         symbol=command.asset,
@@ -92,6 +116,7 @@ def set_account_quota(unit: UnitOfWork, command: SetAccountQuota) -> Decided:
     account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
     stamp = unit.stamp(account)
     account = load_or_register_account(unit, command, account, stamp)
+    settle_interest(unit, account, stamp.effective_at)
     account.override_quota(
         asset=asset.symbol, fixed_quota_usdt=command.fixed_quota_usdt, stamp=stamp
     )
@@ -114,3 +139,81 @@ def mark_prices(unit: UnitOfWork, command: MarkPrices) -> Decided:
         status=Status.ACCEPTED,
         context={"prices": {a.symbol: format_plain(command.prices[a.symbol]) for a in assets}},
     )
+
+
+def set_borrow_terms(unit: UnitOfWork, command: SetBorrowTerms) -> Decided:
+    asset = unit.listed_asset(command.asset)
+    stamp = unit.stamp(asset)
+    terms = BorrowTerms(
+        hourly_interest_rate=command.hourly_interest_rate,
+        min_borrow_usdt=command.min_borrow_usdt,
+        borrowable=command.borrowable,
+    )
+    asset.set_borrow_terms(borrow_terms=terms, stamp=stamp)
+    unit.change(asset)
+    return Decided(
+        status=Status.ACCEPTED,
+        context={"asset": asset.symbol, **_plain_fields(terms.model_dump())},
+    )
+
+
+def set_margin_thresholds(unit: UnitOfWork, command: SetMarginThresholds) -> Decided:
+    parameters = _risk_parameters(unit)
+    stamp = unit.stamp(parameters)
+    given = command.model_dump(include=set(MarginThresholds.model_fields), exclude_none=True)
+    thresholds = parameters.thresholds[command.mode].model_copy(update=given)
+    if not thresholds.liquidation_level < thresholds.margin_call_level:
+        raise LedgerInputError(
+            "liquidation_level", "must be below margin_call_level (the values in force included)"
+        )
+    parameters.set_thresholds(mode=command.mode, thresholds=thresholds, stamp=stamp)
+    unit.change(parameters)
+    return Decided(
+        status=Status.ACCEPTED,
+        context={"mode": command.mode, **_plain_fields(thresholds.model_dump())},
+    )
+
+
+def set_platform_rules(unit: UnitOfWork, command: SetPlatformRules) -> Decided:
+    parameters = _risk_parameters(unit)
+    stamp = unit.stamp(parameters)
+    given = command.model_dump(include=set(PlatformRules.model_fields), exclude_none=True)
+    rules = parameters.platform_rules.model_copy(update=given)
+    if rules.bnb_interest_discount_ratio >= 1:
+        raise LedgerInputError("bnb_interest_discount_ratio", "must be below 1")
+    parameters.set_platform_rules(platform_rules=rules, stamp=stamp)
+    unit.change(parameters)
+    return Decided(status=Status.ACCEPTED, context=_plain_fields(rules.model_dump()))
+
+
+def set_maintenance_brackets(unit: UnitOfWork, command: SetMaintenanceBrackets) -> Decided:
+    brackets = command.maintenance_brackets()
+    shown = [
+        {
+            "up_to_usdt": None if b.up_to_usdt is None else format_plain(b.up_to_usdt),
+            "rate": format_plain(b.rate),
+        }
+        for b in brackets
+    ]
+    if command.asset is None:
+        parameters = _risk_parameters(unit)
+        stamp = unit.stamp(parameters)
+        parameters.set_default_maintenance_brackets(maintenance_brackets=brackets, stamp=stamp)
+        unit.change(parameters)
+        return Decided(status=Status.ACCEPTED, context={"asset": None, "brackets": shown})
+    asset = unit.listed_asset(command.asset)
+    stamp = unit.stamp(asset)
+    asset.set_maintenance_brackets(maintenance_brackets=brackets, stamp=stamp)
+    unit.change(asset)
+    return Decided(status=Status.ACCEPTED, context={"asset": asset.symbol, "brackets": shown})
+
+
+def _risk_parameters(unit: UnitOfWork) -> RiskParameters:
+    parameters = unit.get(RiskParameters, RiskParameters.create_id())
+    if parameters is None:
+        raise LedgerInputError("type", "list an asset first: the rule numbers start with it")
+    return parameters
+
+
+def _plain_fields(fields: dict[str, object]) -> dict[str, object]:
+    return {k: format_plain(v) if isinstance(v, Decimal) else v for k, v in fields.items()}

@@ -9,21 +9,29 @@ from ledger.domain.asset import Asset
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.base import Stamp
 from ledger.errors import LedgerInputError
-from ledger.handlers.accounts import check_asset_in_account, load_or_register_account
+from ledger.handlers.accounts import check_asset_in_account, level_rules, load_or_register_account
+from ledger.handlers.interest import settle_interest
 from ledger.money import decimal_places, format_plain
 from ledger.outcomes import RejectionReason, Status
 from ledger.rules.cap_band import CapDecision, cap_rejection_message, decide_cap_band
 from ledger.rules.opening_check import OPENING_RISK_MESSAGE, OpeningVerdict, decide_opening_check
 from ledger.rules.transfer_out import TransferOutVerdict, decide_transfer_out
+from ledger.rules.valuation import value_position
 from ledger.unit_of_work import Decided, UnitOfWork
 
 VERIFICATION_PENDING_MESSAGE = (
     "The first transfer to this account is awaiting facial verification; "
     "no further transfer-in is possible until it completes."
 )
-INSUFFICIENT_BALANCE_MESSAGE = (
-    "{asset}: the account holds {holding}, less than the {requested} requested."
-)
+TRANSFER_OUT_MESSAGES = {
+    TransferOutVerdict.INSUFFICIENT_BALANCE: (
+        "{asset}: the account holds {holding}, less than the {requested} requested."
+    ),
+    TransferOutVerdict.MARGIN_LEVEL: (
+        "This transfer would take the account's margin level to "
+        "{collateral_margin_level_after}, which must stay above {collateral_margin_level_min}."
+    ),
+}
 ACCOUNT_NOT_OPEN_MESSAGE = "The margin account {account} is not open."
 
 
@@ -31,11 +39,12 @@ def transfer_in(unit: UnitOfWork, command: TransferIn) -> Decided:
     asset = unit.listed_asset(command.asset)
     check_asset_in_account(unit, command, asset.symbol)
     account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
-    pool = _pool_for(unit, asset, command.account)
+    pool = pool_for(unit, asset, command.account)
     stamp = unit.stamp(account, pool)
     asset = unit.asset_as_of(asset, stamp.effective_at)
-    _check_decimals(asset, command.quantity)
+    check_decimals(asset, command.quantity)
     account = load_or_register_account(unit, command, account, stamp)
+    settle_interest(unit, account, stamp.effective_at)
     unit.change(account)
     account_id = account.account_id
     requested: dict[str, Any] = {
@@ -103,7 +112,7 @@ def complete_verification(unit: UnitOfWork, command: CompleteVerification) -> De
             f"{command.account_id}",
         )
     asset = unit.listed_asset(pending["asset"])
-    pool = _pool_for(unit, asset, command.account)
+    pool = pool_for(unit, asset, command.account)
     stamp = unit.stamp(account, pool)
     asset = unit.asset_as_of(asset, stamp.effective_at)
     quantity: Decimal = pending["quantity"]
@@ -152,61 +161,36 @@ def transfer_out(unit: UnitOfWork, command: TransferOut) -> Decided:
     asset = unit.listed_asset(command.asset)
     check_asset_in_account(unit, command, asset.symbol)
     account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
-    pool = _pool_for(unit, asset, command.account)
+    pool = pool_for(unit, asset, command.account)
     stamp = unit.stamp(account, pool)
     asset = unit.asset_as_of(asset, stamp.effective_at)
-    _check_decimals(asset, command.quantity)
+    check_decimals(asset, command.quantity)
     account_id = command.account_id
+    context: dict[str, Any] = {"asset": asset.symbol, "requested": format_plain(command.quantity)}
     if account is None or not account.is_open:
-        context: dict[str, Any] = {
-            "asset": asset.symbol,
-            "requested": format_plain(command.quantity),
-            "status": AccountStatus.NOT_OPEN if account is None else account.status,
-        }
-        if account is not None:
-            unit.change(account)
-            account.reject_transfer_out(
-                asset=asset.symbol,
-                quantity_requested=command.quantity,
-                reason=RejectionReason.ACCOUNT_NOT_OPEN,
-                decision=context,
-                stamp=stamp,
-            )
-        return Decided(
-            status=Status.REJECTED,
-            reason=RejectionReason.ACCOUNT_NOT_OPEN,
-            message=ACCOUNT_NOT_OPEN_MESSAGE.format(account=account_id),
-            account=account_id,
-            context=context,
-        )
-    # Borrowing arrives with issue #4, together with the CML thresholds as recorded parameters;
-    # until then no account can owe anything and the CML after a transfer-out is infinite.
-    assert not account.has_liabilities, account.account_id
+        return account_not_open(unit, account, account_id, context, stamp, "transfer_out")
+    settle_interest(unit, account, stamp.effective_at)
     decision = decide_transfer_out(
         asset=asset.symbol,
         quantity_requested=command.quantity,
         holding=account.holding(asset.symbol),
-        debt_usdt=Decimal(0),
-        collateral_value_after_usdt=None,
-        collateral_margin_level_min=None,
+        **_level_after_transfer_out(unit, account, asset.symbol, command.quantity, stamp),
     )
     context = decision.context()
     unit.change(account)
     if not decision.is_accepted:
-        assert decision.verdict is TransferOutVerdict.INSUFFICIENT_BALANCE, decision
+        reason = RejectionReason(decision.verdict.value)
         account.reject_transfer_out(
             asset=asset.symbol,
             quantity_requested=command.quantity,
-            reason=RejectionReason.INSUFFICIENT_BALANCE,
+            reason=reason,
             decision=context,
             stamp=stamp,
         )
         return Decided(
             status=Status.REJECTED,
-            reason=RejectionReason.INSUFFICIENT_BALANCE,
-            message=INSUFFICIENT_BALANCE_MESSAGE.format(
-                asset=asset.symbol, holding=context["holding"], requested=context["requested"]
-            ),
+            reason=reason,
+            message=TRANSFER_OUT_MESSAGES[decision.verdict].format(**context),
             account=account_id,
             context=context,
         )
@@ -225,7 +209,64 @@ def transfer_out(unit: UnitOfWork, command: TransferOut) -> Decided:
     return Decided(status=Status.ACCEPTED, account=account_id, context=context)
 
 
-def _pool_for(unit: UnitOfWork, asset: Asset, account: str) -> AssetPool | None:
+def account_not_open(
+    unit: UnitOfWork,
+    account: MarginAccount | None,
+    account_id: str,
+    context: dict[str, Any],
+    stamp: Stamp,
+    action: str,
+) -> Decided:
+    """Refuse a command that needs an open account; recorded on the account if it exists."""
+    status = AccountStatus.NOT_OPEN if account is None else account.status
+    context = context | {"status": status.value}
+    if account is not None:
+        unit.change(account)
+        reject = {
+            "transfer_out": account.reject_transfer_out,
+            "borrow": account.reject_borrow,
+            "repay": account.reject_repay,
+        }[action]
+        reject(
+            asset=context["asset"],
+            quantity_requested=Decimal(context["requested"]),
+            reason=RejectionReason.ACCOUNT_NOT_OPEN,
+            decision=context,
+            stamp=stamp,
+        )
+    return Decided(
+        status=Status.REJECTED,
+        reason=RejectionReason.ACCOUNT_NOT_OPEN,
+        message=ACCOUNT_NOT_OPEN_MESSAGE.format(account=account_id),
+        account=account_id,
+        context=context,
+    )
+
+
+def _level_after_transfer_out(
+    unit: UnitOfWork, account: MarginAccount, asset: str, quantity: Decimal, stamp: Stamp
+) -> dict[str, Any]:
+    """The level terms after the transfer, valued at the prices in force (only with debt)."""
+    position = account.position()
+    if not any(position.debt(a) for a in position.assets()):
+        return {
+            "debt_usdt": Decimal(0),
+            "collateral_value_after_usdt": None,
+            "collateral_margin_level_min": None,
+        }
+    level_kind, thresholds = level_rules(unit, account, stamp.effective_at)
+    holding_after = max(account.holding(asset) - quantity, Decimal(0))
+    after = position.model_copy(update={"holdings": position.holdings | {asset: holding_after}})
+    market = unit.market(after.assets() | {asset}, stamp.effective_at)
+    numerator, denominator = value_position(position=after, market=market).level_terms(level_kind)
+    return {
+        "debt_usdt": denominator,
+        "collateral_value_after_usdt": numerator,
+        "collateral_margin_level_min": thresholds.transfer_out_level_min,
+    }
+
+
+def pool_for(unit: UnitOfWork, asset: Asset, account: str) -> AssetPool | None:
     """The pool that tracks this movement, if the asset is cap-eligible and the account counts."""
     if not asset.is_cap_eligible or account.startswith("isolated:"):
         return None
@@ -234,7 +275,7 @@ def _pool_for(unit: UnitOfWork, asset: Asset, account: str) -> AssetPool | None:
     return pool
 
 
-def _check_decimals(asset: Asset, quantity: Decimal) -> None:
+def check_decimals(asset: Asset, quantity: Decimal) -> None:
     if decimal_places(quantity) > asset.quantity_decimals:
         raise LedgerInputError(
             "quantity",
