@@ -14,6 +14,7 @@ from eventsourcing.utils import get_topic
 from ledger import limits
 from ledger.commands import (
     AccrueInterest,
+    AdminForceClassic,
     AdminSetBorrowing,
     AgreeProTerms,
     Borrow,
@@ -32,7 +33,9 @@ from ledger.commands import (
     SetMarginThresholds,
     SetPlatformRules,
     SetProJurisdiction,
+    SettleTrade,
     StartCoolingOff,
+    SwitchMode,
     TransferIn,
     TransferOut,
 )
@@ -40,7 +43,7 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.base import LedgerAggregate, Stamp
 from ledger.domain.request import Request, payload_digest
 from ledger.errors import RequestIdReused, SaveRetriesExhausted
-from ledger.handlers import borrowing, parameters, transfers, users
+from ledger.handlers import borrowing, modes, parameters, trading, transfers, users
 from ledger.handlers.interest import settle_interest
 from ledger.money import format_plain
 from ledger.outcomes import Outcome, Status
@@ -71,6 +74,9 @@ HANDLERS: dict[type[CommandBase], Handler] = {
     SetProJurisdiction: users.set_pro_jurisdiction,
     StartCoolingOff: users.start_cooling_off,
     SetBnbDiscount: users.set_bnb_discount,
+    SettleTrade: trading.settle_trade,
+    SwitchMode: modes.switch_mode,
+    AdminForceClassic: modes.admin_force_classic,
 }
 
 
@@ -182,6 +188,15 @@ class Ledger(Application[UUID]):
         return self.execute(command)
 
     def set_bnb_discount(self, command: SetBnbDiscount) -> Outcome:
+        return self.execute(command)
+
+    def settle_trade(self, command: SettleTrade) -> Outcome:
+        return self.execute(command)
+
+    def switch_mode(self, command: SwitchMode) -> Outcome:
+        return self.execute(command)
+
+    def admin_force_classic(self, command: AdminForceClassic) -> Outcome:
         return self.execute(command)
 
     def _accrue_interest(self, command: AccrueInterest) -> Outcome:

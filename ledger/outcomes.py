@@ -30,6 +30,11 @@ class RejectionReason(StrEnum):
     COOLING_OFF = "cooling_off"  # the user's own cooling-off period
     BELOW_MIN_BORROW = "below_min_borrow"
     REPAY_EXCEEDS_DEBT = "repay_exceeds_debt"
+    MODE_SWITCH_LIMIT = "mode_switch_limit"  # DOMAIN.md §6: at most N switches per UTC day
+    PRO_QUIZ_NOT_PASSED = "pro_quiz_not_passed"
+    PRO_TERMS_NOT_AGREED = "pro_terms_not_agreed"
+    PRO_JURISDICTION_UNSUPPORTED = "pro_jurisdiction_unsupported"
+    WALLET_VALUE_TOO_LOW = "wallet_value_too_low"
 
 
 class Outcome(BaseModel):

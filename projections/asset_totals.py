@@ -22,7 +22,25 @@ TOPICS = (
     get_topic(MarginAccount.Registered),
     get_topic(MarginAccount.TransferredIn),
     get_topic(MarginAccount.TransferredOut),
+    get_topic(MarginAccount.Borrowed),
+    get_topic(MarginAccount.Repaid),
+    get_topic(MarginAccount.TradeSettled),
 )
+
+
+def holding_changes(event: Any) -> list[tuple[str, Decimal]]:
+    """How an account event changes gross holdings, per asset."""
+    if isinstance(event, MarginAccount.TransferredIn | MarginAccount.Borrowed):
+        return [(event.asset, event.quantity)]
+    if isinstance(event, MarginAccount.TransferredOut | MarginAccount.Repaid):
+        return [(event.asset, -event.quantity)]
+    if isinstance(event, MarginAccount.TradeSettled):
+        return [
+            (event.sell_asset, -event.sell_quantity),
+            (event.buy_asset, event.buy_quantity),
+            (event.fee_asset, -event.fee_quantity),
+        ]
+    raise AssertionError(f"not a holding change: {type(event).__name__}")
 
 
 class AssetTotalsRow(dict[str, Decimal]):
@@ -46,8 +64,8 @@ def deltas_of(
         assert kind is not None, f"transfer on unregistered account {account_key}"
         kind_of[account_key] = kind
         bucket = "isolated_total" if kind == AccountKind.ISOLATED else "capped_total"
-        sign = 1 if isinstance(event, MarginAccount.TransferredIn) else -1
-        deltas[event.asset][bucket] += sign * event.quantity
+        for asset, change in holding_changes(event):
+            deltas[asset][bucket] += change
     return dict(deltas), new_kinds
 
 

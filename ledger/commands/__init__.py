@@ -19,6 +19,7 @@ from ledger.commands.fields import (
 )
 from ledger.commands.lifecycle import (
     AccrueInterest,
+    AdminForceClassic,
     AdminSetBorrowing,
     AgreeProTerms,
     Borrow,
@@ -26,7 +27,9 @@ from ledger.commands.lifecycle import (
     Repay,
     SetBnbDiscount,
     SetProJurisdiction,
+    SettleTrade,
     StartCoolingOff,
+    SwitchMode,
 )
 from ledger.commands.movements import CompleteVerification, TransferIn, TransferOut
 from ledger.commands.parameters import (
@@ -61,6 +64,9 @@ COMMAND_TYPES: tuple[type[CommandBase], ...] = (
     StartCoolingOff,
     SetBnbDiscount,
     AdminSetBorrowing,
+    SettleTrade,
+    SwitchMode,
+    AdminForceClassic,
 )
 Command = Annotated[
     ListAsset
@@ -82,7 +88,10 @@ Command = Annotated[
     | SetProJurisdiction
     | StartCoolingOff
     | SetBnbDiscount
-    | AdminSetBorrowing,
+    | AdminSetBorrowing
+    | SettleTrade
+    | SwitchMode
+    | AdminForceClassic,
     Field(discriminator="type"),
 ]
 assert set(get_args(get_args(Command)[0])) == set(COMMAND_TYPES), "one list of commands"
@@ -143,7 +152,7 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
 
 
 # Checks across fields run on the whole model; the error names the field a person would change.
-_CROSS_FIELD_ERRORS = {"bands": "band_c_ratio_min"}
+_CROSS_FIELD_ERRORS = {"bands": "band_c_ratio_min", "same_asset": "buy_asset"}
 _TYPE_NAMES = {t.model_fields["type"].annotation.__args__[0] for t in COMMAND_TYPES}  # type: ignore[union-attr]
 _PATTERN_HINTS = {
     "request_id": "must be 1-128 characters of A-Z a-z 0-9 . _ : -",
@@ -199,6 +208,7 @@ __all__ = [
     "USER_PATTERN",
     "AccountCommand",
     "AccrueInterest",
+    "AdminForceClassic",
     "AdminSetBorrowing",
     "AgreeProTerms",
     "Borrow",
@@ -218,7 +228,9 @@ __all__ = [
     "SetMarginThresholds",
     "SetPlatformRules",
     "SetProJurisdiction",
+    "SettleTrade",
     "StartCoolingOff",
+    "SwitchMode",
     "TransferIn",
     "TransferOut",
     "parse_command",

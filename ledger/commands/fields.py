@@ -41,6 +41,12 @@ def _positive(value: Decimal) -> Decimal:
     return value
 
 
+def _not_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise PydanticCustomError("not_negative", "must not be negative")
+    return value
+
+
 def _ratio(value: Decimal) -> Decimal:
     if not 0 <= value <= 1:
         raise PydanticCustomError("ratio", 'must be a fraction between 0 and 1 ("0.8", not 80)')
@@ -57,6 +63,9 @@ def _time(value: object) -> datetime:
 _plain = PlainSerializer(lambda d: format_plain(d), return_type=str, when_used="json")
 DecimalText = Annotated[Decimal, BeforeValidator(_decimal), _plain]
 Quantity = Annotated[Decimal, BeforeValidator(_positive), BeforeValidator(_decimal), _plain]
+NonNegativeQuantity = Annotated[
+    Decimal, BeforeValidator(_not_negative), BeforeValidator(_decimal), _plain
+]
 Ratio = Annotated[Decimal, BeforeValidator(_ratio), BeforeValidator(_decimal), _plain]
 Time = Annotated[
     datetime,

@@ -1,10 +1,20 @@
 """Lifecycle commands: borrowing, interest, repaying, trading, modes (COMMANDS.md)."""
 
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field, StrictBool
+from pydantic import Field, StrictBool, model_validator
+from pydantic_core import PydanticCustomError
 
-from ledger.commands.fields import AccountCommand, Asset, CommandBase, Quantity, Time, User
+from ledger.commands.fields import (
+    AccountCommand,
+    Asset,
+    CommandBase,
+    NonNegativeQuantity,
+    Quantity,
+    Time,
+    User,
+)
 
 
 class Borrow(AccountCommand):
@@ -61,4 +71,38 @@ class SetBnbDiscount(UserCommand):
 class AdminSetBorrowing(AccountCommand):
     type: Literal["admin_set_borrowing"]
     enabled: StrictBool
+    note: str = Field(min_length=1, max_length=500)
+
+
+class SettleTrade(AccountCommand):
+    """A trade the matching engine executed: the ledger records it (not limited by the cap)."""
+
+    type: Literal["settle_trade"]
+    sell_asset: Asset
+    sell_quantity: Quantity
+    buy_asset: Asset
+    buy_quantity: Quantity
+    fee_asset: Asset
+    fee_quantity: NonNegativeQuantity
+    auto_borrow: StrictBool = False
+    auto_repay: StrictBool = False
+
+    @model_validator(mode="after")
+    def _two_assets(self) -> "SettleTrade":
+        if self.sell_asset == self.buy_asset:
+            raise PydanticCustomError("same_asset", "buy_asset must differ from sell_asset")
+        return self
+
+
+class SwitchMode(UserCommand):
+    """Switch the user's cross account between Classic 3x, Classic 5x and Pro."""
+
+    type: Literal["switch_mode"]
+    to: Literal["classic_3x", "classic_5x", "pro"]
+    open_order_loss_usdt: NonNegativeQuantity = Decimal(0)
+
+
+class AdminForceClassic(UserCommand):
+    type: Literal["admin_force_classic"]
+    to: Literal["classic_3x", "classic_5x"]
     note: str = Field(min_length=1, max_length=500)

@@ -275,10 +275,10 @@ def pool_for(unit: UnitOfWork, asset: Asset, account: str) -> AssetPool | None:
     return pool
 
 
-def check_decimals(asset: Asset, quantity: Decimal) -> None:
+def check_decimals(asset: Asset, quantity: Decimal, field: str = "quantity") -> None:
     if decimal_places(quantity) > asset.quantity_decimals:
         raise LedgerInputError(
-            "quantity",
+            field,
             f"has more than {asset.quantity_decimals} decimal places, "
             f"the precision of {asset.symbol}",
         )
