@@ -47,7 +47,7 @@ from ledger.handlers import borrowing, modes, parameters, trading, transfers, us
 from ledger.handlers.interest import settle_interest
 from ledger.money import format_plain
 from ledger.outcomes import Outcome, Status
-from ledger.persistence import database_url, ensure_postgres_schema, env_for_url
+from ledger.persistence import database_url, env_for_url, schema_setup_lock
 from ledger.rules.interest import HourCharge
 from ledger.times import format_time
 from ledger.unit_of_work import Decided, UnitOfWork
@@ -88,8 +88,8 @@ class Ledger(Application[UUID]):
     def __init__(self, url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.database_url = database_url(url)
         settings = env_for_url(self.database_url) | (env or {})
-        ensure_postgres_schema(settings)
-        super().__init__(env=settings)
+        with schema_setup_lock(settings):
+            super().__init__(env=settings)
 
     def __enter__(self) -> Self:
         return self

@@ -1,8 +1,11 @@
 """Persistence: the pydantic mapper and JSON transcoder, and LEDGER_DATABASE_URL -> library env."""
 
+import hashlib
 import json
 import os
-from typing import Any, cast
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
@@ -12,6 +15,9 @@ from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
 from ledger import limits
+
+if TYPE_CHECKING:
+    import psycopg
 
 DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
 DATABASE_URL_DEFAULT = "sqlite:///ledger.sqlite3"
@@ -107,15 +113,10 @@ def env_for_url(url: str) -> dict[str, str]:
     )
 
 
-def ensure_postgres_schema(env: dict[str, str]) -> None:
-    """Create the URL's schema if it is missing (the library creates tables, not schemas)."""
-    schema = env.get("POSTGRES_SCHEMA")
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres" or not schema:
-        return
+def _postgres_connect(env: dict[str, str]) -> "psycopg.Connection[Any]":
     import psycopg
-    from psycopg import sql
 
-    with psycopg.connect(
+    return psycopg.connect(
         dbname=env["POSTGRES_DBNAME"],
         host=env["POSTGRES_HOST"],
         port=int(env["POSTGRES_PORT"]),
@@ -123,5 +124,33 @@ def ensure_postgres_schema(env: dict[str, str]) -> None:
         password=env["POSTGRES_PASSWORD"] or None,
         connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
         autocommit=True,
-    ) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    )
+
+
+@contextmanager
+def schema_setup_lock(env: dict[str, str]) -> Iterator[None]:
+    """Serialise table creation among processes opening the same PostgreSQL store at once.
+
+    The library runs CREATE ... IF NOT EXISTS and CREATE OR REPLACE FUNCTION on every start;
+    two processes doing that at the same moment fail with "tuple concurrently updated". A
+    session advisory lock per schema makes them take turns. SQLite needs nothing: its writers
+    are serialised by the file lock.
+    """
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        yield
+        return
+    from psycopg import sql
+
+    schema = env.get("POSTGRES_SCHEMA") or "public"
+    with _postgres_connect(env) as connection:
+        if schema != "public":
+            connection.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
+        key = int.from_bytes(hashlib.sha256(f"ledger-setup:{schema}".encode()).digest()[:8], "big")
+        key -= 1 << 63  # a signed 64-bit advisory lock key
+        connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (key,))

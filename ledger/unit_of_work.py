@@ -104,7 +104,7 @@ class UnitOfWork:
     def user_profile(self, user: str) -> UserProfile | None:
         return self.get(UserProfile, UserProfile.create_id(user))
 
-    def market(self, symbols: Iterable[str], at: datetime) -> Market:
+    def market(self, symbols: Iterable[str], at: datetime, field: str = "asset") -> Market:
         """Prices, haircut ladders and maintenance brackets in force at `at` for these assets."""
         default_brackets = self.risk_parameters(at).maintenance_brackets_default
         prices, ladders, brackets = {}, {}, {}
@@ -113,7 +113,9 @@ class UnitOfWork:
             price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
             if price is None:
                 raise LedgerInputError(
-                    "asset", f"{symbol} has no index price in force; mark_prices must come first"
+                    field,
+                    f"{symbol} has no index price in force, and the decision needs the "
+                    "account's value; mark_prices must come first",
                 )
             prices[symbol] = price
             ladders[symbol] = asset.collateral_ladder

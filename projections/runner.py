@@ -13,6 +13,7 @@ from eventsourcing.utils import Environment
 
 from ledger import limits
 from ledger.application import Ledger
+from ledger.persistence import schema_setup_lock
 from projections.asset_totals import (
     AssetTotalsProjection,
     AssetTotalsView,
@@ -37,7 +38,8 @@ def open_asset_totals(ledger: Ledger) -> Iterator[AssetTotalsProjection]:
         if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
         else SQLiteAssetTotalsView
     )
-    view = factory.tracking_recorder(view_class)
+    with schema_setup_lock(env):
+        view = factory.tracking_recorder(view_class)
     assert isinstance(view, AssetTotalsView)
     try:
         yield AssetTotalsProjection(view=view)

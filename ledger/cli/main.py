@@ -7,7 +7,7 @@ from typing import Annotated
 
 import psycopg
 import typer
-from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError
+from eventsourcing.persistence import InfrastructureFactoryError, PersistenceError
 
 from ledger.application import Ledger
 from ledger.cli.output import error
@@ -44,9 +44,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 
 DATABASE_ERRORS = (
     DatabaseUrlError,
-    OperationalError,
-    InterfaceError,
-    ProgrammingError,
+    PersistenceError,  # every error the library raises for its database
+    InfrastructureFactoryError,
     psycopg.Error,
     sqlite3.Error,
 )

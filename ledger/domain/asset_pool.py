@@ -17,6 +17,7 @@ class AssetPool(LedgerAggregate):
         asset: str
         platform_total: Decimal  # T: gross holdings in all cross and portfolio accounts
         cap_params: CapParams | None  # None until an upper limit is set: tracked, not limited
+        price_usdt: Decimal | None  # the asset's index price, noted here by every mark
 
     @staticmethod
     def create_id(asset: str) -> UUID:
@@ -29,12 +30,25 @@ class AssetPool(LedgerAggregate):
             pool.asset = self.asset
             pool.platform_total = Decimal(0)
             pool.cap_params = None
+            pool.price_usdt = None
 
     class CapSet(LedgerAggregate.Event):
         cap_params: CapParams
 
         def apply(self, pool: "AssetPool") -> None:
             pool.cap_params = self.cap_params
+
+    class PriceNoted(LedgerAggregate.Event):
+        """The asset's new index price, noted on the pool in the same transaction as the mark.
+
+        A cap decision reads T and the price from this one aggregate: a mark committed while a
+        transfer was being decided is a version conflict, and the transfer decides again.
+        """
+
+        price_usdt: Decimal
+
+        def apply(self, pool: "AssetPool") -> None:
+            pool.price_usdt = self.price_usdt
 
     class TotalIncreased(LedgerAggregate.Event):
         account_id: str
@@ -73,6 +87,10 @@ class AssetPool(LedgerAggregate):
     def set_cap(self, *, cap_params: CapParams, stamp: Stamp) -> None:
         assert cap_params.upper_limit > 0, cap_params
         self.trigger_event(self.CapSet, cap_params=cap_params, **stamp.fields())
+
+    def note_price(self, *, price_usdt: Decimal, stamp: Stamp) -> None:
+        assert price_usdt > 0, price_usdt
+        self.trigger_event(self.PriceNoted, price_usdt=price_usdt, **stamp.fields())
 
     def increase(
         self,

@@ -41,11 +41,13 @@ def load_or_register_account(
     )
 
 
-def check_asset_in_account(unit: UnitOfWork, command: AccountCommand, asset: str) -> None:
+def check_asset_in_account(
+    unit: UnitOfWork, command: AccountCommand, asset: str, field: str = "asset"
+) -> None:
     assets = pair_assets(unit, command.account)
     if assets and asset not in assets:
         raise LedgerInputError(
-            "asset", f"{asset} is not one of {command.account}'s assets ({', '.join(assets)})"
+            field, f"{asset} is not one of {command.account}'s assets ({', '.join(assets)})"
         )
 
 

@@ -39,6 +39,14 @@ def switch_mode(unit: UnitOfWork, command: SwitchMode) -> Decided:
     at = stamp.effective_at
     to_mode = Mode(command.to)
     if account is None or not account.is_open:
+        if account is not None:  # known but not open: the refusal is recorded on it too
+            unit.change(account)
+            account.reject_mode_switch(
+                to_mode=to_mode,
+                reason=RejectionReason.ACCOUNT_NOT_OPEN,
+                decision={"to": command.to, "status": account.status.value},
+                stamp=stamp,
+            )
         return Decided(
             status=Status.REJECTED,
             reason=RejectionReason.ACCOUNT_NOT_OPEN,
@@ -56,7 +64,7 @@ def switch_mode(unit: UnitOfWork, command: SwitchMode) -> Decided:
     position = account.position()
     valuation = value_position(
         position=position,
-        market=unit.market(position.assets(), at),
+        market=unit.market(position.assets(), at, field="to"),
         open_order_loss_usdt=command.open_order_loss_usdt,
     )
     decision = decide_mode_switch(

@@ -130,10 +130,18 @@ def set_account_quota(unit: UnitOfWork, command: SetAccountQuota) -> Decided:
 
 def mark_prices(unit: UnitOfWork, command: MarkPrices) -> Decided:
     assets = [unit.listed_asset(symbol, f"prices.{symbol}") for symbol in sorted(command.prices)]
-    stamp = unit.stamp(*assets)
+    pools = [
+        unit.get(AssetPool, AssetPool.create_id(asset.symbol))
+        for asset in assets
+        if asset.is_cap_eligible
+    ]
+    stamp = unit.stamp(*assets, *pools)
     for asset in assets:
         asset.mark_price(price_usdt=command.prices[asset.symbol], stamp=stamp)
-    unit.change(*assets)
+    for pool in pools:
+        assert pool is not None  # opened at listing
+        pool.note_price(price_usdt=command.prices[pool.asset], stamp=stamp)
+    unit.change(*assets, *pools)
     assert QUOTE_ASSET not in command.prices
     return Decided(
         status=Status.ACCEPTED,

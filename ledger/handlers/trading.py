@@ -28,8 +28,8 @@ def settle_trade(unit: UnitOfWork, command: SettleTrade) -> Decided:
     symbols = (command.sell_asset, command.buy_asset, command.fee_asset)
     fields = ("sell_asset", "buy_asset", "fee_asset")
     assets = {s: unit.listed_asset(s, field) for s, field in zip(symbols, fields, strict=True)}
-    for symbol in assets:
-        check_asset_in_account(unit, command, symbol)
+    for symbol, field in zip(symbols, fields, strict=True):
+        check_asset_in_account(unit, command, symbol, field)
     account = unit.get(MarginAccount, MarginAccount.create_id(command.user, command.account))
     pools = {s: pool_for(unit, a, command.account) for s, a in assets.items()}
     stamp = unit.stamp(account, *pools.values())
@@ -73,7 +73,9 @@ def settle_trade(unit: UnitOfWork, command: SettleTrade) -> Decided:
         ).quantity
         if needs_borrow and sell_asset.borrow_terms is not None
         else Decimal(0),
-        market=unit.market(position.assets() | set(symbols), at) if needs_borrow else None,
+        market=unit.market(position.assets() | set(symbols), at, field="sell_asset")
+        if needs_borrow
+        else None,
         level_kind=level_kind,
         level_min=thresholds.borrow_level_min,
     )

@@ -289,15 +289,17 @@ def _decide_cap(
 ) -> CapDecision | None:
     if pool is None or pool.cap_params is None:
         return None  # uncapped rank, no upper limit set, or an isolated account
-    if asset.price_usdt is None:
+    # The price comes from the pool (noted by every mark), like T: one consistent read.
+    if pool.price_usdt is None:
         raise LedgerInputError(
             "asset", f"{asset.symbol} has no index price in force; mark_prices must come first"
         )
+    assert pool.price_usdt == asset.price_usdt, (pool.price_usdt, asset.price_usdt)
     return decide_cap_band(
         asset=asset.symbol,
         quantity_requested=quantity,
         platform_total=pool.platform_total,
-        price_usdt=asset.price_usdt,
+        price_usdt=pool.price_usdt,
         params=pool.cap_params,
         quantity_decimals=asset.quantity_decimals,
         fixed_quota_usdt_override=account.fixed_quota_usdt_overrides.get(asset.symbol),

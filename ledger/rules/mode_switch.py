@@ -1,6 +1,6 @@
 """Cross Margin mode switches (DOMAIN.md §6): Classic 3x/5x <-> Pro, at most N per UTC day."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -53,7 +53,8 @@ class SwitchDecision(Frozen):
 
 def switches_on_day(switched_at: list[datetime], at: datetime) -> int:
     """Switches already made on the UTC day of `at` (both directions count)."""
-    return sum(1 for moment in switched_at if moment.date() == at.date() and moment <= at)
+    day = at.astimezone(UTC).date()
+    return sum(1 for moment in switched_at if moment.astimezone(UTC).date() == day and moment <= at)
 
 
 def decide_mode_switch(

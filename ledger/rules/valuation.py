@@ -123,6 +123,10 @@ class Valuation(Frozen):
 
     def is_above(self, kind: LevelKind, level_min: Decimal) -> bool:
         numerator, denominator = self.level_terms(kind)
+        if kind is LevelKind.PRO_MARGIN_LEVEL and denominator == 0:
+            # No maintenance margin: infinite only while net collateral, after open order loss,
+            # is positive; an open order loss that eats it all is not "above" anything.
+            return numerator > 0
         return is_margin_level_above(
             asset_value_usdt=numerator, debt_usdt=denominator, level_min=level_min
         )

@@ -115,15 +115,17 @@ def test_fixed_quota_is_converted_at_the_price_in_force(ledger: Ledger) -> None:
     assert later.context["price_usdt"] == "3"
 
 
-def test_a_decision_uses_the_price_in_force_at_its_effective_at(ledger: Ledger) -> None:
+def test_a_price_mark_moves_the_pool_so_cap_decisions_cannot_predate_it(ledger: Ledger) -> None:
+    """A mark is noted on the capped asset's pool, so T and the price are read together and a
+    transfer dated before the mark (after it was recorded) is refused as invalid input."""
     setup_capped_asset(ledger, upper_limit="1000000", price="1")
     assert transfer_in(ledger, "a", "800000").is_accepted  # band A up to 80%
     assert transfer_in(ledger, "a", "50000").is_accepted  # band B: the fixed quota
     assert transfer_in(ledger, "a", "50000").is_accepted  # 90%: band C
     run(ledger, command("mark_prices", prices={"ABC": "2"}, effective_at=at(60)))
-    # Dated before the new mark (and after everything this account and the pool saw): old price.
-    earlier = transfer_in(ledger, "b", "100000", effective_at=at(30))
-    assert (earlier.context["price_usdt"], earlier.context["q_max"]) == ("1", "50000")
+    with pytest.raises(CommandInvalid) as raised:
+        transfer_in(ledger, "b", "100000", effective_at=at(30))
+    assert raised.value.errors[0].field == "effective_at"
     later = transfer_in(ledger, "c", "100000", effective_at=at(61))
     assert (later.context["price_usdt"], later.context["q_max"]) == ("2", "25000")
 
