@@ -104,6 +104,11 @@ class UnitOfWork:
     def user_profile(self, user: str) -> UserProfile | None:
         return self.get(UserProfile, UserProfile.create_id(user))
 
+    def user_profile_as_of(self, user: str, at: datetime) -> UserProfile | None:
+        """The user's choices as they stood at `at` (read by a decision, not changed by it)."""
+        profile = self.user_profile(user)
+        return None if profile is None else self.as_of(profile, at)
+
     def market(self, symbols: Iterable[str], at: datetime, field: str = "asset") -> Market:
         """Prices, haircut ladders and maintenance brackets in force at `at` for these assets."""
         default_brackets = self.risk_parameters(at).maintenance_brackets_default

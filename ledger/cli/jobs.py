@@ -7,6 +7,7 @@ import typer
 from ledger.cli.main import EXIT_INVALID, DbOption, app, open_ledger
 from ledger.cli.output import note, print_json_line
 from ledger.commands import CommandInvalid, parse_command
+from ledger.times import NotATime, format_time, parse_time
 
 
 @app.command("accrue-interest")
@@ -23,9 +24,13 @@ def accrue_interest(
 
     Example: ledger accrue-interest --until 2026-03-02T12:00:00Z
     """
+    try:  # the default key names the hour in one spelling, whatever offset was typed
+        default_request_id = f"accrual:{format_time(parse_time(until))}"
+    except NotATime:
+        default_request_id = "accrual"  # the command is invalid anyway: `until` says why
     data = {
         "type": "accrue_interest",
-        "request_id": request_id or f"accrual:{until}",
+        "request_id": request_id or default_request_id,
         "until": until,
         "effective_at": until,
         "actor": "job:accrue-interest",

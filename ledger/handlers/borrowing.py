@@ -1,5 +1,6 @@
 """Borrow, repay and the administrator's borrowing switch (DOMAIN.md §4-6)."""
 
+from decimal import Decimal
 from typing import Any
 
 from ledger.commands import AdminSetBorrowing, Borrow, Repay
@@ -52,11 +53,15 @@ def borrow(unit: UnitOfWork, command: Borrow) -> Decided:
     if account is None or not account.is_open:
         return account_not_open(unit, account, command.account_id, context, stamp, "borrow")
     charges = settle_interest(unit, account, at)
-    profile = unit.user_profile(account.user)
+    profile = unit.user_profile_as_of(account.user, at)
     level_kind, thresholds = level_rules(unit, account, at)
     position = account.position()
     market = unit.market(position.assets() | {asset.symbol}, at)
-    first_hour = hour_charge(unit, account, asset.symbol, command.quantity, at)
+    first_hour_interest = (
+        hour_charge(unit, account, asset.symbol, command.quantity, at).quantity
+        if asset.borrow_terms is not None
+        else Decimal(0)  # refused below as asset_not_borrowable
+    )
     decision = decide_borrow(
         asset=asset.symbol,
         quantity_requested=command.quantity,
@@ -68,7 +73,7 @@ def borrow(unit: UnitOfWork, command: Borrow) -> Decided:
         at=at,
         level_kind=level_kind,
         level_min=thresholds.borrow_level_min,
-        first_hour_interest=first_hour.quantity,
+        first_hour_interest=first_hour_interest,
     )
     context = decision.context() | {"interest_settled_hours": len(charges)}
     unit.change(account)
@@ -99,7 +104,7 @@ def borrow(unit: UnitOfWork, command: Borrow) -> Decided:
         quantity=command.quantity,
         is_auto=False,
         first_hour=floor_hour(at),
-        first_hour_interest=first_hour.quantity,
+        first_hour_interest=first_hour_interest,
         decision=context,
         stamp=stamp,
     )

@@ -24,24 +24,30 @@ from ledger.unit_of_work import UnitOfWork
 def settle_interest(unit: UnitOfWork, account: MarginAccount, until: datetime) -> list[HourCharge]:
     """Charge every full clock hour up to `until` on every open loan; returns the charges."""
     charges = []
-    for asset, principal in account.open_loans().items():
-        accrued_through = account.interest_accrued_through[asset]
-        for hour in hours_due(accrued_through=accrued_through, until=until):
-            charge = hour_charge(unit, account, asset, principal, hour)
-            account.charge_interest(
-                asset=asset,
-                hour=hour,
-                principal=principal,
-                hourly_interest_rate=charge.hourly_interest_rate,
-                discount_ratio=charge.discount_ratio,
-                quantity=charge.quantity,
-                stamp=Stamp(
-                    effective_at=hour,
-                    actor=unit.command.default_actor(),
-                    request_id=unit.command.request_id,
-                ),
-            )
-            charges.append(charge)
+    loans = account.open_loans()
+    # Hour by hour across the loans, so the account's events stay in business-time order.
+    due = sorted(
+        (hour, asset)
+        for asset in loans
+        for hour in hours_due(accrued_through=account.interest_accrued_through[asset], until=until)
+    )
+    for hour, asset in due:
+        principal = loans[asset]
+        charge = hour_charge(unit, account, asset, principal, hour)
+        account.charge_interest(
+            asset=asset,
+            hour=hour,
+            principal=principal,
+            hourly_interest_rate=charge.hourly_interest_rate,
+            discount_ratio=charge.discount_ratio,
+            quantity=charge.quantity,
+            stamp=Stamp(
+                effective_at=hour,
+                actor=unit.command.default_actor(),
+                request_id=unit.command.request_id,
+            ),
+        )
+        charges.append(charge)
     if charges:
         unit.change(account)
     return charges
@@ -63,7 +69,7 @@ def hour_charge(
         discount_ratio=Decimal(0),
         quantity_decimals=loan_asset.quantity_decimals,
     )
-    profile = unit.user_profile(account.user)
+    profile = unit.user_profile_as_of(account.user, at)  # the option as it stood that hour
     if profile is None or not profile.bnb_discount_enabled or full.quantity == 0:
         return full
     discount_ratio = unit.risk_parameters(at).platform_rules.bnb_interest_discount_ratio
@@ -77,9 +83,8 @@ def hour_charge(
     )
     loan_price = Decimal(1) if asset == QUOTE_ASSET else loan_asset.price_usdt
     discount_asset = unit.get_listed(DISCOUNT_ASSET)
-    discount_price = (
-        None if discount_asset is None else unit.asset_as_of(discount_asset, at).price_usdt
-    )
+    discount_as_of = None if discount_asset is None else unit.as_of(discount_asset, at)
+    discount_price = None if discount_as_of is None else discount_as_of.price_usdt
     if loan_price is None or not is_bnb_discount_due(
         is_enabled=True,
         is_cross_account=account.kind is AccountKind.CROSS,

@@ -56,7 +56,7 @@ def settle_trade(unit: UnitOfWork, command: SettleTrade) -> Decided:
     position = account.position()
     shortfall = max(Decimal(0), command.sell_quantity - account.holding(command.sell_asset))
     needs_borrow = command.auto_borrow and shortfall > 0
-    profile = unit.user_profile(account.user)
+    profile = unit.user_profile_as_of(account.user, at)
     level_kind, thresholds = level_rules(unit, account, at)
     sell_asset = unit.asset_as_of(assets[command.sell_asset], at)
     decision = decide_trade(
