@@ -1,0 +1,68 @@
+"""The state every part of a margin account reads: quantities, status, mode, and their helpers."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ledger.domain.account_kinds import AccountKind, AccountStatus, Mode
+from ledger.domain.base import LedgerAggregate
+from ledger.rules.valuation import Position
+
+
+class AccountState(LedgerAggregate):
+    if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
+        user: str
+        account: str  # "cross", "portfolio" or "isolated:<PAIR>"
+        kind: AccountKind
+        pair_assets: tuple[str, ...]  # isolated accounts: the pair's two assets; else empty
+        status: AccountStatus
+        mode: Mode | None  # cross accounts only
+        holdings: dict[str, Decimal]
+        liabilities: dict[str, Decimal]
+        interest: dict[str, Decimal]
+        fixed_quota_usdt_overrides: dict[str, Decimal]
+        pending_transfer: dict[str, Any] | None  # the first transfer awaiting facial verification
+        is_borrowing_enabled: bool  # an administrator may disable it (DOMAIN.md §6)
+        interest_accrued_through: dict[str, datetime]  # per loan: the last clock hour charged
+        mode_switched_at: list[datetime]  # business times of mode switches (the daily limit)
+
+    @property
+    def account_id(self) -> str:
+        return f"{self.user}:{self.account}"
+
+    @property
+    def counts_in_platform_total(self) -> bool:
+        """Cross and portfolio accounts count in T and fall under the cap; isolated ones don't."""
+        return self.kind is not AccountKind.ISOLATED
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is AccountStatus.OPEN
+
+    @property
+    def has_liabilities(self) -> bool:
+        return any(self.liabilities.values()) or any(self.interest.values())
+
+    def holding(self, asset: str) -> Decimal:
+        return self.holdings.get(asset, Decimal(0))
+
+    def liability(self, asset: str) -> Decimal:
+        return self.liabilities.get(asset, Decimal(0))
+
+    def interest_owed(self, asset: str) -> Decimal:
+        return self.interest.get(asset, Decimal(0))
+
+    def position(self) -> Position:
+        return Position(
+            holdings=dict(self.holdings),
+            liabilities=dict(self.liabilities),
+            interest=dict(self.interest),
+        )
+
+    def open_loans(self) -> dict[str, Decimal]:
+        """Borrowed principal per asset, where some is outstanding."""
+        return {asset: q for asset, q in sorted(self.liabilities.items()) if q > 0}
+
+    def _assert_asset_allowed(self, asset: str) -> None:
+        if self.kind is AccountKind.ISOLATED:
+            assert asset in self.pair_assets, (asset, self.pair_assets)
