@@ -1,5 +1,7 @@
 """Ledger: the application service. One method per command; it orchestrates, never decides."""
 
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -8,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import BaseAggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 from eventsourcing.utils import get_topic
 
 from ledger import limits
@@ -89,7 +91,22 @@ class Ledger(Application[UUID]):
         self.database_url = database_url(url)
         settings = env_for_url(self.database_url) | (env or {})
         with schema_setup_lock(settings):
-            super().__init__(env=settings)
+            self._open(settings)
+
+    def _open(self, settings: dict[str, str]) -> None:
+        """The library's set-up, waiting out another connection's write lock on a new SQLite
+        file: switching it to WAL fails at once with "database is locked" instead of waiting."""
+        deadline = time.monotonic() + limits.OPEN_LOCKED_SECONDS_MAX
+        for _attempt in range(limits.OPEN_ATTEMPTS_MAX):
+            try:
+                super().__init__(env=settings)
+            except (OperationalError, sqlite3.OperationalError) as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(limits.OPEN_RETRY_SECONDS)
+            else:
+                return
+        raise OperationalError(f"could not open {self.database_url}: still locked")
 
     def __enter__(self) -> Self:
         return self

@@ -19,6 +19,12 @@ QUANTITY_DECIMALS_MAX = 18
 # far below DECIMAL_PRECISION, so sums of many quantities stay exact.
 QUANTITY_INTEGER_DIGITS_MAX = 15
 
+# Opening a new SQLite file while another connection writes to it: retry the set-up every
+# OPEN_RETRY_SECONDS for at most OPEN_LOCKED_SECONDS_MAX (the same as the busy timeout).
+OPEN_RETRY_SECONDS = 0.05
+OPEN_LOCKED_SECONDS_MAX = 30
+OPEN_ATTEMPTS_MAX = 1000
+
 # Aggregates kept in memory per Ledger (LRU): bounded so a long run over many accounts stays flat.
 AGGREGATE_CACHE_SIZE = 10_000
 

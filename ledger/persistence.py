@@ -4,7 +4,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
@@ -129,28 +129,51 @@ def _postgres_connect(env: dict[str, str]) -> "psycopg.Connection[Any]":
 
 @contextmanager
 def schema_setup_lock(env: dict[str, str]) -> Iterator[None]:
-    """Serialise table creation among processes opening the same PostgreSQL store at once.
+    """Serialise table creation among processes opening the same store at once.
 
-    The library runs CREATE ... IF NOT EXISTS and CREATE OR REPLACE FUNCTION on every start;
-    two processes doing that at the same moment fail with "tuple concurrently updated". A
-    session advisory lock per schema makes them take turns. SQLite needs nothing: its writers
-    are serialised by the file lock.
+    PostgreSQL: the library runs CREATE ... IF NOT EXISTS and CREATE OR REPLACE FUNCTION on
+    every start; two processes doing it at once fail ("tuple concurrently updated", or a
+    duplicate schema). A session advisory lock per schema makes them take turns.
+    SQLite: switching a new file to WAL fails at once ("database is locked") while another
+    process does the same; an exclusive lock on a file beside the database serialises it.
     """
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+    module = env.get("PERSISTENCE_MODULE")
+    if module == "eventsourcing.postgres":
+        with _postgres_setup_lock(env):
+            yield
+    elif module == "eventsourcing.sqlite" and ":memory:" not in env["SQLITE_DBNAME"]:
+        with _file_lock(f"{env['SQLITE_DBNAME']}-setup.lock"):
+            yield
+    else:
         yield
-        return
+
+
+@contextmanager
+def _postgres_setup_lock(env: dict[str, str]) -> Iterator[None]:
+    import psycopg
     from psycopg import sql
 
     schema = env.get("POSTGRES_SCHEMA") or "public"
+    key = int.from_bytes(hashlib.sha256(f"ledger-setup:{schema}".encode()).digest()[:8], "big")
+    key -= 1 << 63  # a signed 64-bit advisory lock key
     with _postgres_connect(env) as connection:
-        if schema != "public":
-            connection.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-            )
-        key = int.from_bytes(hashlib.sha256(f"ledger-setup:{schema}".encode()).digest()[:8], "big")
-        key -= 1 << 63  # a signed 64-bit advisory lock key
         connection.execute("SELECT pg_advisory_lock(%s)", (key,))
         try:
+            if schema != "public":
+                # Created meanwhile by a session outside the lock: it exists, as wanted.
+                with suppress(psycopg.errors.UniqueViolation):
+                    connection.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                    )
             yield
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+@contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield

@@ -294,7 +294,6 @@ def _decide_cap(
         raise LedgerInputError(
             "asset", f"{asset.symbol} has no index price in force; mark_prices must come first"
         )
-    assert pool.price_usdt == asset.price_usdt, (pool.price_usdt, asset.price_usdt)
     return decide_cap_band(
         asset=asset.symbol,
         quantity_requested=quantity,
