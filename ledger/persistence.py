@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import Mapper, OperationalError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
@@ -174,6 +174,12 @@ def _postgres_setup_lock(env: dict[str, str]) -> Iterator[None]:
 def _file_lock(path: str) -> Iterator[None]:
     import fcntl
 
-    with open(path, "a") as handle:
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise OperationalError(
+            f"cannot open the database beside {path}: {error.strerror}"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         yield
