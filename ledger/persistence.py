@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, OperationalError, StoredEvent, Transcoder
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
@@ -176,10 +176,9 @@ def _file_lock(path: str) -> Iterator[None]:
 
     try:
         handle = open(path, "a")  # noqa: SIM115 - closed by the with below
-    except OSError as error:
-        raise OperationalError(
-            f"cannot open the database beside {path}: {error.strerror}"
-        ) from None
+    except OSError:
+        yield  # no folder to lock in: opening the database itself will say what is wrong
+        return
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         yield
