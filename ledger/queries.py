@@ -8,13 +8,14 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger.application import Ledger
 from ledger.commands import ACCOUNT_PATTERN, USER_PATTERN
-from ledger.domain.account import AccountKind, MarginAccount, account_kind
+from ledger.domain.account import AccountKind, MarginAccount, Mode, account_kind
 from ledger.domain.asset import Asset, AssetCatalog
 from ledger.domain.asset_pool import AssetPool
+from ledger.domain.risk_parameters import RiskParameters
 from ledger.money import format_plain
 from ledger.params import QUOTE_ASSET
 from ledger.rules.cap_band import band_of, ratio_for_record
-from ledger.rules.valuation import collateral_value_usdt, margin_level
+from ledger.rules.valuation import LevelKind, Market, value_position
 from ledger.times import format_time
 
 
@@ -37,8 +38,10 @@ class AccountView(BaseModel):
     fixed_quota_usdt_overrides: dict[str, str]
     total_value_usdt: str | None  # None: some holding has no price yet
     collateral_value_usdt: str | None
+    debt_usdt: str | None  # liabilities + interest at the latest prices
     margin_level: str | None  # None: no debt (infinite) or unpriced
-    collateral_margin_level: str | None
+    collateral_margin_level: str | None  # cross accounts
+    pro_margin_level: str | None  # cross accounts in Pro mode
     version: int
     last_effective_at: str | None
 
@@ -85,8 +88,10 @@ def account_view(ledger: Ledger, account_id: str) -> AccountView:
             fixed_quota_usdt_overrides={},
             total_value_usdt="0",
             collateral_value_usdt="0",
+            debt_usdt="0",
             margin_level=None,
             collateral_margin_level=None,
+            pro_margin_level=None,
             version=0,
             last_effective_at=None,
         )
@@ -152,35 +157,44 @@ def _plain(quantities: dict[str, Decimal]) -> dict[str, str]:
 
 
 def _valuation(ledger: Ledger, account: MarginAccount) -> dict[str, Any]:
-    """Values and margin levels at the latest marked prices (DOMAIN.md §4)."""
-    total_value = Decimal(0)
-    collateral_value = Decimal(0)
-    debt = Decimal(0)
-    assets = set(account.holdings) | set(account.liabilities) | set(account.interest)
-    for symbol in assets:
+    """Values and margin levels at the latest marked prices (DOMAIN.md §4), by the same rules
+    the write side decides with; None where a held asset has no price yet."""
+    position = account.position()
+    parameters = ledger.get_aggregate(RiskParameters, RiskParameters.create_id())
+    prices, ladders, brackets = {}, {}, {}
+    for symbol in sorted(position.assets()):
         asset: Asset = ledger.get_aggregate(Asset, Asset.create_id(symbol))
         price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
-        if price is None:
-            return {
-                "total_value_usdt": None,
-                "collateral_value_usdt": None,
-                "margin_level": None,
-                "collateral_margin_level": None,
-            }
-        quantity = account.holding(symbol)
-        total_value += quantity * price
-        collateral_value += collateral_value_usdt(
-            quantity=quantity, price_usdt=price, ladder=asset.collateral_ladder
-        )
-        debt += (
-            account.liabilities.get(symbol, Decimal(0)) + account.interest.get(symbol, Decimal(0))
-        ) * price
-    ml = margin_level(asset_value_usdt=total_value, debt_usdt=debt)
-    cml = margin_level(asset_value_usdt=collateral_value, debt_usdt=debt)
+        if price is None or parameters is None:
+            return dict.fromkeys(VALUATION_FIELDS)
+        prices[symbol] = price
+        ladders[symbol] = asset.collateral_ladder
+        brackets[symbol] = asset.maintenance_brackets or parameters.maintenance_brackets_default
+    valuation = value_position(
+        position=position,
+        market=Market(prices_usdt=prices, ladders=ladders, maintenance_brackets=brackets),
+    )
+
+    def level(kind: LevelKind) -> str | None:
+        value = valuation.level(kind)
+        return None if value is None else format_plain(value)
+
     is_cross = account.kind is AccountKind.CROSS
     return {
-        "total_value_usdt": format_plain(total_value),
-        "collateral_value_usdt": format_plain(collateral_value),
-        "margin_level": None if ml is None else format_plain(ml),
-        "collateral_margin_level": None if cml is None or not is_cross else format_plain(cml),
+        "total_value_usdt": format_plain(valuation.total_value_usdt),
+        "collateral_value_usdt": format_plain(valuation.collateral_value_usdt),
+        "debt_usdt": format_plain(valuation.debt_usdt),
+        "margin_level": level(LevelKind.MARGIN_LEVEL),
+        "collateral_margin_level": level(LevelKind.COLLATERAL_MARGIN_LEVEL) if is_cross else None,
+        "pro_margin_level": level(LevelKind.PRO_MARGIN_LEVEL) if account.mode is Mode.PRO else None,
     }
+
+
+VALUATION_FIELDS = (
+    "total_value_usdt",
+    "collateral_value_usdt",
+    "debt_usdt",
+    "margin_level",
+    "collateral_margin_level",
+    "pro_margin_level",
+)

@@ -1,1 +1,6 @@
-"""The `ledger` command line: it parses, calls Ledger and renders; no rules and no SQL here."""
+"""The `ledger` command line: it parses, calls Ledger and renders; no rules and no SQL here.
+
+Importing the package registers every command on `ledger.cli.main.app`.
+"""
+
+from ledger.cli import demo, jobs, schema, show, submit  # noqa: F401  (each registers commands)

@@ -68,6 +68,4 @@ def open_ledger(db: str | None) -> Iterator[Ledger]:
 
 
 def main() -> None:
-    from ledger.cli import demo, jobs, schema, show, submit  # noqa: F401  (registers commands)
-
     app()

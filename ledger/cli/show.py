@@ -41,8 +41,10 @@ def account(
                 ("mode", view.mode),
                 ("total value (USDT)", view.total_value_usdt),
                 ("collateral value (USDT)", view.collateral_value_usdt),
+                ("debt (USDT)", view.debt_usdt),
                 ("margin level", view.margin_level or "∞ (no debt)"),
-                ("collateral margin level", view.collateral_margin_level or "∞ (no debt)"),
+                ("collateral margin level", view.collateral_margin_level or "-"),
+                ("Pro margin level", view.pro_margin_level or "-"),
             ],
         )
     )
