@@ -2,32 +2,33 @@
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import IntegrityError, OperationalError
-from eventsourcing.utils import get_topic
 
-from ledger import limits
+from ledger import jobs, limits
 from ledger.commands import (
     AccrueInterest,
     AdminForceClassic,
     AdminSetBorrowing,
     AgreeProTerms,
     Borrow,
+    CheckMargins,
     CommandBase,
     CommandInvalid,
     CompleteVerification,
+    FundInsurance,
     ListAsset,
     MarkPrices,
     RecordProQuiz,
     Repay,
     SetAccountQuota,
+    SetAutoTopUp,
     SetBnbDiscount,
     SetBorrowTerms,
     SetCollateralCap,
@@ -41,16 +42,12 @@ from ledger.commands import (
     TransferIn,
     TransferOut,
 )
-from ledger.domain.account import MarginAccount
 from ledger.domain.base import LedgerAggregate, Stamp
 from ledger.domain.request import Request, payload_digest
 from ledger.errors import RequestIdReused, SaveRetriesExhausted
-from ledger.handlers import borrowing, modes, parameters, trading, transfers, users
-from ledger.handlers.interest import settle_interest
-from ledger.money import format_plain
+from ledger.handlers import borrowing, modes, parameters, risk, trading, transfers, users
 from ledger.outcomes import Outcome, Status
 from ledger.persistence import database_url, env_for_url, schema_setup_lock
-from ledger.rules.interest import HourCharge
 from ledger.times import format_time
 from ledger.unit_of_work import Decided, UnitOfWork
 
@@ -79,6 +76,15 @@ HANDLERS: dict[type[CommandBase], Handler] = {
     SettleTrade: trading.settle_trade,
     SwitchMode: modes.switch_mode,
     AdminForceClassic: modes.admin_force_classic,
+    FundInsurance: risk.fund_insurance,
+    SetAutoTopUp: risk.set_auto_top_up,
+}
+
+
+# Jobs act on many accounts, each saved on its own, and record their Request last.
+JOBS: dict[type[CommandBase], Callable[["Ledger", Any], Outcome]] = {
+    AccrueInterest: jobs.accrue_interest,
+    CheckMargins: jobs.check_margins,
 }
 
 
@@ -119,16 +125,14 @@ class Ledger(Application[UUID]):
     def execute(self, command: CommandBase) -> Outcome:
         """Decide and record one command atomically; a retry of the same request is answered
         with its first outcome. Raises CommandInvalid (nothing recorded) for input it refuses."""
-        if isinstance(command, AccrueInterest):
-            return self._accrue_interest(command)
+        if isinstance(command, AccrueInterest | CheckMargins):
+            return JOBS[type(command)](self, command)
         handler = HANDLERS[type(command)]
         digest = payload_digest(command.payload_digest_source())
         for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
-            first = self._recorded_request(command.request_id)
+            first = self.first_outcome(command)
             if first is not None:
-                if first.payload_digest != digest:
-                    raise RequestIdReused(command.request_id)
-                return Outcome.model_validate(first.outcome | {"duplicate": True})
+                return first
             unit = UnitOfWork(self, command)
             try:
                 decided = handler(unit, command)
@@ -216,84 +220,37 @@ class Ledger(Application[UUID]):
     def admin_force_classic(self, command: AdminForceClassic) -> Outcome:
         return self.execute(command)
 
-    def _accrue_interest(self, command: AccrueInterest) -> Outcome:
-        """The accrual job: every open loan's full hours up to `until`, one account at a time.
+    def check_margins(self, command: CheckMargins) -> Outcome:
+        return self.execute(command)
 
-        Each account's charges are saved atomically; the job's Request is recorded last. A job
-        that stopped half-way is simply run again: hours already charged are never charged again
-        (each loan remembers the last hour charged), so the rerun completes the rest.
-        """
+    def fund_insurance(self, command: FundInsurance) -> Outcome:
+        return self.execute(command)
+
+    def set_auto_top_up(self, command: SetAutoTopUp) -> Outcome:
+        return self.execute(command)
+
+    def record_job(self, command: CommandBase, context: dict[str, Any]) -> Outcome:
+        """Record a job's Request with its summary, after its per-account work was saved."""
         digest = payload_digest(command.payload_digest_source())
-        first = self._recorded_request(command.request_id)
-        if first is not None:
-            if first.payload_digest != digest:
-                raise RequestIdReused(command.request_id)
-            return Outcome.model_validate(first.outcome | {"duplicate": True})
-        scanned = charged_accounts = hours = 0
-        interest: dict[str, Decimal] = {}
-        for account_id in self._borrower_ids():
-            scanned += 1
-            charges = self._settle_account(command, account_id)
-            charged_accounts += bool(charges)
-            hours += len(charges)
-            for charge in charges:
-                interest[charge.asset] = interest.get(charge.asset, Decimal(0)) + charge.quantity
-        decided = Decided(
-            status=Status.ACCEPTED,
-            context={
-                "until": format_time(command.until),
-                "accounts_scanned": scanned,
-                "accounts_charged": charged_accounts,
-                "hours_charged": hours,
-                "interest": {a: format_plain(q) for a, q in sorted(interest.items())},
-            },
-        )
+        decided = Decided(status=Status.ACCEPTED, context=context)
         unit = UnitOfWork(self, command)
         request, outcome = self._record_request(command, digest, decided, [], unit.stamp())
         try:
             self.save(request)
         except IntegrityError:  # the same job recorded concurrently: answer as its retry
-            return self._accrue_interest(command)
+            first = self.first_outcome(command)
+            assert first is not None, command.request_id
+            return first
         return outcome
 
-    def _settle_account(self, command: AccrueInterest, account_id: UUID) -> list[HourCharge]:
-        for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
-            unit = UnitOfWork(self, command)
-            account = unit.get(MarginAccount, account_id)
-            assert account is not None, account_id
-            charges = settle_interest(unit, account, command.until)
-            if not charges:
-                return []
-            try:
-                self.save(account)
-            except IntegrityError:
-                continue  # the account moved meanwhile (and settled its own hours): look again
-            return charges
-        raise SaveRetriesExhausted(f"{command.request_id}: accrual of {account_id}")
-
-    def _borrower_ids(self) -> Iterator[UUID]:
-        """Every account that ever borrowed, from the log (each decides itself what is due)."""
-        # TODO(#6): read these from the accounts read model instead of scanning the log.
-        seen: set[UUID] = set()
-        position = 0
-        topics = [get_topic(MarginAccount.Borrowed)]
-        for _batch in range(limits.PROJECTION_BATCHES_MAX):
-            notifications = self.recorder.select_notifications(
-                start=position,
-                limit=limits.PROJECTION_BATCH_SIZE,
-                topics=topics,
-                inclusive_of_start=False,
-            )
-            for notification in notifications:
-                account_id = notification.originator_id
-                assert isinstance(account_id, UUID), account_id
-                if account_id not in seen:
-                    seen.add(account_id)
-                    yield account_id
-            if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-                return
-            position = notifications[-1].id
-        raise RuntimeError("the log has more borrow events than the batch bound allows")
+    def first_outcome(self, command: CommandBase) -> Outcome | None:
+        """The recorded outcome of this request as a duplicate, None if it was never recorded."""
+        first = self._recorded_request(command.request_id)
+        if first is None:
+            return None
+        if first.payload_digest != payload_digest(command.payload_digest_source()):
+            raise RequestIdReused(command.request_id)
+        return Outcome.model_validate(first.outcome | {"duplicate": True})
 
     # --- history -------------------------------------------------------------------------------
 

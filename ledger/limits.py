@@ -25,6 +25,14 @@ OPEN_RETRY_SECONDS = 0.05
 OPEN_LOCKED_SECONDS_MAX = 30
 OPEN_ATTEMPTS_MAX = 1000
 
+# Bisection steps when sizing an auto top-up: 200 halvings reach any quantity's last decimal.
+TOP_UP_BISECTION_STEPS = 200
+
+# Accounts a job's outcome lists one by one (the counts cover them all); problems are cut to
+# NOTE_CHARS_MAX characters. An outcome is one JSON line a person may read.
+JOB_ACCOUNTS_LISTED_MAX = 1000
+NOTE_CHARS_MAX = 300
+
 # Aggregates kept in memory per Ledger (LRU): bounded so a long run over many accounts stays flat.
 AGGREGATE_CACHE_SIZE = 10_000
 

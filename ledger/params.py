@@ -109,6 +109,10 @@ class PlatformRules(Frozen):
     pro_switch_level_min: Decimal  # ... and the resulting Pro margin level above this
     mode_switches_per_day_max: int  # per UTC day, both directions counted
     bnb_interest_discount_ratio: Decimal  # 0.05: 5% off cross-margin interest
+    # DOMAIN.md §7. Interpretation: the fee is a share of the liquidation's sale proceeds, paid
+    # to the insurance fund out of what is left after the debt (never deepening a deficit).
+    liquidation_fee_ratio: Decimal = Decimal("0.02")
+    margin_call_interval_hours: int = 24  # at most one margin call per account in this window
 
 
 PLATFORM_RULES_DEFAULT = PlatformRules(

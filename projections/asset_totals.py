@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from ledger.domain.account import AccountKind, MarginAccount
+from ledger.params import QUOTE_ASSET
 
 TOPICS = (
     get_topic(MarginAccount.Registered),
@@ -25,12 +26,19 @@ TOPICS = (
     get_topic(MarginAccount.Borrowed),
     get_topic(MarginAccount.Repaid),
     get_topic(MarginAccount.TradeSettled),
+    get_topic(MarginAccount.ToppedUp),
+    get_topic(MarginAccount.Liquidated),
 )
 
 
 def holding_changes(event: Any) -> list[tuple[str, Decimal]]:
     """How an account event changes gross holdings, per asset."""
-    if isinstance(event, MarginAccount.TransferredIn | MarginAccount.Borrowed):
+    if isinstance(event, MarginAccount.Liquidated):
+        sold = [(asset, -quantity) for asset, quantity in event.sold.items()]
+        return [*sold, (QUOTE_ASSET, event.remainder_usdt)]
+    if isinstance(
+        event, MarginAccount.TransferredIn | MarginAccount.Borrowed | MarginAccount.ToppedUp
+    ):
         return [(event.asset, event.quantity)]
     if isinstance(event, MarginAccount.TransferredOut | MarginAccount.Repaid):
         return [(event.asset, -event.quantity)]

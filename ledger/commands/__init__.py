@@ -23,8 +23,11 @@ from ledger.commands.lifecycle import (
     AdminSetBorrowing,
     AgreeProTerms,
     Borrow,
+    CheckMargins,
+    FundInsurance,
     RecordProQuiz,
     Repay,
+    SetAutoTopUp,
     SetBnbDiscount,
     SetProJurisdiction,
     SettleTrade,
@@ -67,6 +70,9 @@ COMMAND_TYPES: tuple[type[CommandBase], ...] = (
     SettleTrade,
     SwitchMode,
     AdminForceClassic,
+    CheckMargins,
+    FundInsurance,
+    SetAutoTopUp,
 )
 Command = Annotated[
     ListAsset
@@ -91,7 +97,10 @@ Command = Annotated[
     | AdminSetBorrowing
     | SettleTrade
     | SwitchMode
-    | AdminForceClassic,
+    | AdminForceClassic
+    | CheckMargins
+    | FundInsurance
+    | SetAutoTopUp,
     Field(discriminator="type"),
 ]
 assert set(get_args(get_args(Command)[0])) == set(COMMAND_TYPES), "one list of commands"
@@ -152,7 +161,11 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
 
 
 # Checks across fields run on the whole model; the error names the field a person would change.
-_CROSS_FIELD_ERRORS = {"bands": "band_c_ratio_min", "same_asset": "buy_asset"}
+_CROSS_FIELD_ERRORS = {
+    "bands": "band_c_ratio_min",
+    "same_asset": "buy_asset",
+    "top_up_asset": "asset",
+}
 _TYPE_NAMES = {t.model_fields["type"].annotation.__args__[0] for t in COMMAND_TYPES}  # type: ignore[union-attr]
 _PATTERN_HINTS = {
     "request_id": "must be 1-128 characters of A-Z a-z 0-9 . _ : -",
@@ -212,15 +225,18 @@ __all__ = [
     "AdminSetBorrowing",
     "AgreeProTerms",
     "Borrow",
+    "CheckMargins",
     "CommandBase",
     "CommandInvalid",
     "CompleteVerification",
     "FieldError",
+    "FundInsurance",
     "ListAsset",
     "MarkPrices",
     "RecordProQuiz",
     "Repay",
     "SetAccountQuota",
+    "SetAutoTopUp",
     "SetBnbDiscount",
     "SetBorrowTerms",
     "SetCollateralCap",

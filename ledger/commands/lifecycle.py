@@ -1,7 +1,7 @@
 """Lifecycle commands: borrowing, interest, repaying, trading, modes (COMMANDS.md)."""
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
@@ -106,3 +106,40 @@ class AdminForceClassic(UserCommand):
     type: Literal["admin_force_classic"]
     to: Literal["classic_3x", "classic_5x"]
     note: str = Field(min_length=1, max_length=500)
+
+
+AccountId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}:(cross|portfolio|isolated:[A-Z0-9]{4,40})$")
+]
+
+
+class CheckMargins(CommandBase):
+    """The risk sweep after price marks: margin calls, auto top-ups and liquidations at the
+    prices in force at effective_at. `spot_available` is what each account's owner holds in the
+    spot wallet (the ledger does not own it), by account id and asset."""
+
+    type: Literal["check_margins"]
+    spot_available: dict[AccountId, dict[Asset, NonNegativeQuantity]] = Field(
+        default_factory=dict, max_length=1_000_000
+    )
+
+
+class FundInsurance(CommandBase):
+    """An administrator pays USDT into the insurance fund."""
+
+    type: Literal["fund_insurance"]
+    amount_usdt: Quantity
+
+
+class SetAutoTopUp(AccountCommand):
+    """On a margin call, move `asset` from the user's spot wallet into this account."""
+
+    type: Literal["set_auto_top_up"]
+    enabled: StrictBool
+    asset: Asset | None = None
+
+    @model_validator(mode="after")
+    def _asset_when_enabled(self) -> "SetAutoTopUp":
+        if self.enabled and self.asset is None:
+            raise PydanticCustomError("top_up_asset", "is required when enabled is true")
+        return self

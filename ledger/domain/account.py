@@ -6,11 +6,12 @@ from uuid import UUID
 
 from ledger.domain.account_kinds import AccountKind, AccountStatus, Mode, account_kind
 from ledger.domain.account_lending import Lending
+from ledger.domain.account_risk import Risk
 from ledger.domain.account_trading import Trading
 from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
 
 
-class MarginAccount(Lending, Trading):
+class MarginAccount(Lending, Trading, Risk):
     @staticmethod
     def create_id(user: str, account: str) -> UUID:
         return ledger_id(f"account:{user}:{account}")
@@ -38,6 +39,8 @@ class MarginAccount(Lending, Trading):
             account.is_borrowing_enabled = True
             account.interest_accrued_through = {}
             account.mode_switched_at = []
+            account.last_margin_call_at = None
+            account.auto_top_up_asset = None
 
     class Opened(LedgerAggregate.Event):
         mode: Mode | None

@@ -25,6 +25,8 @@ class AccountState(LedgerAggregate):
         is_borrowing_enabled: bool  # an administrator may disable it (DOMAIN.md §6)
         interest_accrued_through: dict[str, datetime]  # per loan: the last clock hour charged
         mode_switched_at: list[datetime]  # business times of mode switches (the daily limit)
+        last_margin_call_at: datetime | None  # at most one margin call per 24 hours
+        auto_top_up_asset: str | None  # moved in from the spot wallet on a margin call
 
     @property
     def account_id(self) -> str:

@@ -1,0 +1,157 @@
+"""Jobs that act on many accounts: the interest accrual and the risk sweep.
+
+Each account's work is decided and saved atomically on its own (bounded retry on conflicts);
+the job's Request, with its summary, is recorded last. A job stopped half-way is run again
+with the same request_id: what was done is not done twice (interest remembers the last hour
+charged; a margin call waits 24 hours; a liquidated account has no debt left).
+"""
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from ledger import limits
+from ledger.commands import AccrueInterest, CheckMargins, CommandBase, CommandInvalid
+from ledger.domain.account import MarginAccount
+from ledger.domain.insurance_fund import InsuranceFund
+from ledger.errors import SaveRetriesExhausted
+from ledger.handlers.interest import settle_interest
+from ledger.handlers.risk import sweep_account
+from ledger.money import format_plain
+from ledger.outcomes import Outcome
+from ledger.times import format_time
+from ledger.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+
+T = TypeVar("T")
+
+
+def accrue_interest(ledger: "Ledger", command: AccrueInterest) -> Outcome:
+    """Every open loan's full hours up to `until`, once per loan and hour."""
+    first = ledger.first_outcome(command)
+    if first is not None:
+        return first
+    scanned = charged_accounts = hours = 0
+    interest: dict[str, Decimal] = {}
+    for account_id in borrower_ids(ledger):
+        scanned += 1
+        charges = on_account(
+            ledger, command, account_id, lambda unit, a: settle_interest(unit, a, command.until)
+        )
+        charged_accounts += bool(charges)
+        hours += len(charges)
+        for charge in charges:
+            interest[charge.asset] = interest.get(charge.asset, Decimal(0)) + charge.quantity
+    return ledger.record_job(
+        command,
+        {
+            "until": format_time(command.until),
+            "accounts_scanned": scanned,
+            "accounts_charged": charged_accounts,
+            "hours_charged": hours,
+            "interest": {a: format_plain(q) for a, q in sorted(interest.items())},
+        },
+    )
+
+
+def check_margins(ledger: "Ledger", command: CheckMargins) -> Outcome:
+    """The risk sweep: every account with debt, at the prices in force at the sweep's time."""
+    first = ledger.first_outcome(command)
+    if first is not None:
+        return first
+    scanned = 0
+    actions: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for account_id in borrower_ids(ledger):
+        scanned += 1
+        try:
+            done = on_account(
+                ledger, command, account_id, lambda unit, a: sweep_account(unit, a, command)
+            )
+        except CommandInvalid as invalid:  # e.g. an asset with no price: reported, not hidden
+            account = ledger.get_aggregate(MarginAccount, account_id)
+            skipped.append(
+                {"account": account.account_id, "problem": str(invalid)[: limits.NOTE_CHARS_MAX]}
+            )
+            continue
+        if done is not None:
+            account = ledger.get_aggregate(MarginAccount, account_id)
+            actions.append({"account": account.account_id, **done})
+    fund = ledger.get_aggregate(InsuranceFund, InsuranceFund.create_id())
+    liquidations = [a for a in actions if a["action"] == "liquidation"]
+    calls = [a for a in actions if a["action"] == "margin_call"]
+    top_ups = [a["top_up"] for a in calls if "top_up" in a]
+    return ledger.record_job(
+        command,
+        {
+            "accounts_scanned": scanned,
+            "margin_calls": len(calls),
+            "top_ups": {
+                result: sum(1 for t in top_ups if t["result"] == result)
+                for result in ("topped_up", "limited", "blocked")
+            },
+            "liquidations": len(liquidations),
+            "deficit_usdt": format_plain(
+                sum((Decimal(a["deficit_usdt"]) for a in liquidations), Decimal(0))
+            ),
+            "uncovered_usdt": format_plain(
+                sum((Decimal(a["uncovered_usdt"]) for a in liquidations), Decimal(0))
+            ),
+            "insurance_fund_usdt": None if fund is None else format_plain(fund.balance_usdt),
+            "accounts": actions[: limits.JOB_ACCOUNTS_LISTED_MAX],
+            "skipped": skipped[: limits.JOB_ACCOUNTS_LISTED_MAX],
+        },
+    )
+
+
+def on_account(
+    ledger: "Ledger",
+    command: CommandBase,
+    account_id: UUID,
+    act: Callable[[UnitOfWork, MarginAccount], T],
+) -> T:
+    """Decide and save one account's part of a job, again on a version conflict."""
+    for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
+        unit = UnitOfWork(ledger, command)
+        account = unit.get(MarginAccount, account_id)
+        assert account is not None, account_id
+        result = act(unit, account)
+        if not unit.changed:
+            return result
+        try:
+            ledger.save(*unit.changed.values())
+        except IntegrityError:
+            continue  # the account (or a pool) moved meanwhile: look again
+        return result
+    raise SaveRetriesExhausted(f"{command.request_id}: {account_id}")
+
+
+def borrower_ids(ledger: "Ledger") -> Iterator[UUID]:
+    """Every account that ever borrowed, from the log (each decides itself what is due)."""
+    # TODO(#6): read these from the accounts read model instead of scanning the log.
+    seen: set[UUID] = set()
+    position = 0
+    topics = [get_topic(MarginAccount.Borrowed)]
+    for _batch in range(limits.PROJECTION_BATCHES_MAX):
+        notifications = ledger.recorder.select_notifications(
+            start=position,
+            limit=limits.PROJECTION_BATCH_SIZE,
+            topics=topics,
+            inclusive_of_start=False,
+        )
+        for notification in notifications:
+            account_id = notification.originator_id
+            assert isinstance(account_id, UUID), account_id
+            if account_id not in seen:
+                seen.add(account_id)
+                yield account_id
+        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
+            return
+        position = notifications[-1].id
+    raise RuntimeError("the log has more borrow events than the batch bound allows")
