@@ -170,14 +170,7 @@ class MarginAccount(Lending, Trading, Risk):
         decision: dict[str, Any],
         stamp: Stamp,
     ) -> None:
-        self.trigger_event(
-            self.TransferInRejected,
-            asset=asset,
-            quantity_requested=quantity_requested,
-            reason=reason,
-            decision=decision,
-            **stamp.fields(),
-        )
+        self._refuse(self.TransferInRejected, asset, quantity_requested, reason, decision, stamp)
 
     def hold_for_verification(
         self,
@@ -244,14 +237,7 @@ class MarginAccount(Lending, Trading, Risk):
         decision: dict[str, Any],
         stamp: Stamp,
     ) -> None:
-        self.trigger_event(
-            self.TransferOutRejected,
-            asset=asset,
-            quantity_requested=quantity_requested,
-            reason=reason,
-            decision=decision,
-            **stamp.fields(),
-        )
+        self._refuse(self.TransferOutRejected, asset, quantity_requested, reason, decision, stamp)
 
     def override_quota(self, *, asset: str, fixed_quota_usdt: Decimal, stamp: Stamp) -> None:
         assert self.counts_in_platform_total, self.kind

@@ -128,14 +128,7 @@ class Lending(AccountState):
         decision: dict[str, Any],
         stamp: Stamp,
     ) -> None:
-        self.trigger_event(
-            self.BorrowRejected,
-            asset=asset,
-            quantity_requested=quantity_requested,
-            reason=reason,
-            decision=decision,
-            **stamp.fields(),
-        )
+        self._refuse(self.BorrowRejected, asset, quantity_requested, reason, decision, stamp)
 
     def charge_interest(
         self,
@@ -200,14 +193,7 @@ class Lending(AccountState):
         decision: dict[str, Any],
         stamp: Stamp,
     ) -> None:
-        self.trigger_event(
-            self.RepayRejected,
-            asset=asset,
-            quantity_requested=quantity_requested,
-            reason=reason,
-            decision=decision,
-            **stamp.fields(),
-        )
+        self._refuse(self.RepayRejected, asset, quantity_requested, reason, decision, stamp)
 
     def set_borrowing(self, *, enabled: bool, note: str, stamp: Stamp) -> None:
         self.trigger_event(self.BorrowingSet, enabled=enabled, note=note, **stamp.fields())

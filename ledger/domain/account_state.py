@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ledger.domain.account_kinds import AccountKind, AccountStatus, Mode
-from ledger.domain.base import LedgerAggregate
+from ledger.domain.base import LedgerAggregate, Stamp
 from ledger.rules.valuation import Position
 
 
@@ -68,3 +68,22 @@ class AccountState(LedgerAggregate):
     def _assert_asset_allowed(self, asset: str) -> None:
         if self.kind is AccountKind.ISOLATED:
             assert asset in self.pair_assets, (asset, self.pair_assets)
+
+    def _refuse(
+        self,
+        event_class: type[LedgerAggregate.Event],
+        asset: str,
+        quantity_requested: Decimal,
+        reason: str,
+        decision: dict[str, Any],
+        stamp: Stamp,
+    ) -> None:
+        """Record a refused request for a quantity of an asset (the *Rejected events)."""
+        self.trigger_event(
+            event_class,
+            asset=asset,
+            quantity_requested=quantity_requested,
+            reason=reason,
+            decision=decision,
+            **stamp.fields(),
+        )
