@@ -142,6 +142,8 @@ class SetPlatformRules(CommandBase):
     pro_switch_level_min: Quantity | None = None
     mode_switches_per_day_max: StrictInt | None = Field(default=None, ge=0, le=1000)
     bnb_interest_discount_ratio: Ratio | None = None
+    liquidation_fee_ratio: Ratio | None = None
+    margin_call_interval_hours: StrictInt | None = Field(default=None, ge=0, le=24 * 366)
 
 
 class MaintenanceBracketIn(BaseModel):

@@ -187,8 +187,9 @@ def set_platform_rules(unit: UnitOfWork, command: SetPlatformRules) -> Decided:
     stamp = unit.stamp(parameters)
     given = command.model_dump(include=set(PlatformRules.model_fields), exclude_none=True)
     rules = parameters.platform_rules.model_copy(update=given)
-    if rules.bnb_interest_discount_ratio >= 1:
-        raise LedgerInputError("bnb_interest_discount_ratio", "must be below 1")
+    for field in ("bnb_interest_discount_ratio", "liquidation_fee_ratio"):
+        if getattr(rules, field) >= 1:
+            raise LedgerInputError(field, "must be below 1")
     parameters.set_platform_rules(platform_rules=rules, stamp=stamp)
     unit.change(parameters)
     return Decided(status=Status.ACCEPTED, context=_plain_fields(rules.model_dump()))

@@ -11,8 +11,8 @@ from ledger.domain.base import Stamp
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.handlers.accounts import check_asset_in_account, level_rules, load_or_register_account
 from ledger.handlers.interest import settle_interest
-from ledger.handlers.transfers import pool_for
-from ledger.money import format_plain
+from ledger.handlers.transfers import check_decimals, pool_for
+from ledger.money import format_plain, quantize_down
 from ledger.outcomes import Status
 from ledger.params import QUOTE_ASSET, MarginThresholds
 from ledger.rules.cap_band import decide_cap_band
@@ -28,6 +28,9 @@ from ledger.unit_of_work import Decided, UnitOfWork
 
 
 def fund_insurance(unit: UnitOfWork, command: FundInsurance) -> Decided:
+    check_decimals(
+        unit.listed_asset(QUOTE_ASSET, "amount_usdt"), command.amount_usdt, "amount_usdt"
+    )
     fund = unit.get(InsuranceFund, InsuranceFund.create_id())
     stamp = unit.stamp(fund)
     fund = fund or InsuranceFund.establish(stamp=stamp)
@@ -68,9 +71,12 @@ def sweep_account(
     Returns what was done (for the sweep's summary), or None when the account is healthy. The
     caller saves `unit.changed` atomically: one account's margin call, top-up or liquidation.
     """
-    held_pools = [pool_for(unit, unit.listed_asset(a), account.account) for a in account.holdings]
+    # Every pool the sweep may change: those of the holdings (a liquidation) and of the auto
+    # top-up asset; the sweep's time must not precede any of them (DOMAIN.md §8).
+    symbols = {a for a in (*account.holdings, account.auto_top_up_asset) if a is not None}
+    pools = [pool_for(unit, unit.listed_asset(a), account.account) for a in sorted(symbols)]
     fund = unit.get(InsuranceFund, InsuranceFund.create_id())
-    stamp = unit.stamp(account, fund, *held_pools)
+    stamp = unit.stamp(account, fund, *pools)
     at = stamp.effective_at
     settle_interest(unit, account, at)
     position = account.position()
@@ -184,7 +190,8 @@ def _top_up(
     symbol = account.auto_top_up_asset
     assert symbol is not None
     asset = unit.asset_as_of(unit.listed_asset(symbol), stamp.effective_at)
-    available = spot.get(symbol, Decimal(0))
+    # The spot wallet's balance, to the asset's decimals: finer dust cannot be moved.
+    available = quantize_down(spot.get(symbol, Decimal(0)), asset.quantity_decimals)
     top_up_market = unit.market(set(market.prices_usdt) | {symbol}, stamp.effective_at)
     needed = top_up_quantity_needed(
         position=account.position(),

@@ -5,7 +5,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from ledger import limits
-from ledger.money import quantize_up
+from ledger.money import quantize_down
 from ledger.params import MarginThresholds
 from ledger.rules.valuation import LevelKind, Market, Position, Valuation, value_position
 
@@ -47,11 +47,14 @@ def top_up_quantity_needed(
     quantity_decimals: int,
 ) -> Decimal:
     """The least quantity of `asset` (to its decimals) that lifts the level above
-    `target_level`, or everything available when even that is not enough.
+    `target_level`, or everything available (to its decimals) when even that is not enough.
 
-    Found by bisection, because a haircut ladder makes the value non-linear in the quantity.
+    Found by bisection over whole units of the last decimal, because a haircut ladder makes the
+    value non-linear in the quantity; the level only grows with the quantity.
     """
     assert available >= 0, available
+    unit = Decimal(1).scaleb(-quantity_decimals)
+    available = quantize_down(available, quantity_decimals)  # a wallet can't move finer amounts
 
     def lifted(quantity: Decimal) -> bool:
         holdings = position.holdings | {asset: position.holdings.get(asset, Decimal(0)) + quantity}
@@ -62,15 +65,18 @@ def top_up_quantity_needed(
 
     if available == 0 or not lifted(available):
         return available
-    low, high = Decimal(0), available
+    low, high = 0, int(available / unit)  # in units: lifted(high * unit), not lifted(low * unit)
+    if lifted(Decimal(0)):
+        return Decimal(0)
     for _step in range(limits.TOP_UP_BISECTION_STEPS):
-        if high - low <= Decimal(1).scaleb(-quantity_decimals):
+        if high - low <= 1:
             break
-        middle = (low + high) / 2
-        if lifted(middle):
+        middle = (low + high) // 2
+        if lifted(middle * unit):
             high = middle
         else:
             low = middle
-    needed = min(quantize_up(high, quantity_decimals), available)
-    assert lifted(needed), (needed, available)
+    assert high - low <= 1, (low, high)
+    needed = high * unit
+    assert lifted(needed) and not lifted(needed - unit), (needed, available)
     return needed

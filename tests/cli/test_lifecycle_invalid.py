@@ -110,6 +110,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("thresholds-unknown-mode", {"type": "set_margin_thresholds", "mode": "turbo"}, "mode"),
     (
+        "platform-fee-ratio-one",
+        {"type": "set_platform_rules", "liquidation_fee_ratio": "1"},
+        "liquidation_fee_ratio",
+    ),
+    (
+        "platform-call-interval-negative",
+        {"type": "set_platform_rules", "margin_call_interval_hours": -1},
+        "margin_call_interval_hours",
+    ),
+    (
         "thresholds-liquidation-above-call",
         {"type": "set_margin_thresholds", "mode": "classic_3x", "liquidation_level": "1.4"},
         "liquidation_level",
