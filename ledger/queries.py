@@ -40,7 +40,7 @@ class AccountView(BaseModel):
     collateral_value_usdt: str | None
     debt_usdt: str | None  # liabilities + interest at the latest prices
     margin_level: str | None  # None: no debt (infinite) or unpriced
-    collateral_margin_level: str | None  # cross accounts
+    collateral_margin_level: str | None  # cross and portfolio accounts
     pro_margin_level: str | None  # cross accounts in Pro mode
     version: int
     last_effective_at: str | None
@@ -179,13 +179,14 @@ def _valuation(ledger: Ledger, account: MarginAccount) -> dict[str, Any]:
         value = valuation.level(kind)
         return None if value is None else format_plain(value)
 
-    is_cross = account.kind is AccountKind.CROSS
+    # The CML governs cross Classic and portfolio accounts (DOMAIN.md §1, §4); not isolated ones.
+    has_cml = account.kind is not AccountKind.ISOLATED
     return {
         "total_value_usdt": format_plain(valuation.total_value_usdt),
         "collateral_value_usdt": format_plain(valuation.collateral_value_usdt),
         "debt_usdt": format_plain(valuation.debt_usdt),
         "margin_level": level(LevelKind.MARGIN_LEVEL),
-        "collateral_margin_level": level(LevelKind.COLLATERAL_MARGIN_LEVEL) if is_cross else None,
+        "collateral_margin_level": level(LevelKind.COLLATERAL_MARGIN_LEVEL) if has_cml else None,
         "pro_margin_level": level(LevelKind.PRO_MARGIN_LEVEL) if account.mode is Mode.PRO else None,
     }
 

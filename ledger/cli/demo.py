@@ -1,7 +1,9 @@
 """`ledger demo`: the README's main job: a fresh store, a scenario through the bands and the
 opening check, the outcomes and the per-asset band table."""
 
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,8 +12,11 @@ import typer
 from ledger.cli.main import EXIT_CANNOT_RUN, app, open_ledger
 from ledger.cli.output import error, print_json_line, stdout, table
 from ledger.cli.show import asset_table
+from ledger.cli.simulate import SIMULATION_START, render, run_commands
 from ledger.commands import parse_command
 from ledger.queries import assets_view
+from ledger.simulate import generate, summarize
+from ledger.times import format_time
 
 
 def scenario() -> list[dict[str, Any]]:
@@ -148,14 +153,23 @@ def demo(
         str | None,
         typer.Option(
             "--db",
-            help="Where to build the demo store (must be empty) "
-            "[default: a new SQLite file in a temporary folder]",
+            help="Where to build the demo store (must be empty); "
+            "default: a new SQLite file in a temporary folder",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Outcomes as JSON lines.")] = False,
+    day: Annotated[
+        bool,
+        typer.Option(
+            "--day/--no-day",
+            help="Also simulate a small platform day (60 accounts, 24 hours, a crash) in a "
+            "second temporary store; tables only, not with --json.",
+        ),
+    ] = True,
 ) -> None:
     """Run a built-in scenario on a fresh store: the cap's bands A to D, a per-account quota,
-    an isolated account, and the opening risk check on both channels.
+    an isolated account, and the opening risk check on both channels; then a small simulated
+    platform day (borrows, trades, interest, a crash, margin calls, top-ups, liquidations).
 
     Example: ledger demo
     """
@@ -207,6 +221,8 @@ def demo(
         if o.get("message"):
             stdout.print(f"[bold]{o['request_id']}[/]: {o['message']}", highlight=False)
     stdout.print(asset_table(views))
+    if day:
+        simulated_day()
 
 
 def _detail(context: dict[str, Any]) -> str:
@@ -220,3 +236,28 @@ def _detail(context: dict[str, Any]) -> str:
     if "prices" in context:
         details.append(", ".join(f"{a} = {p}" for a, p in context["prices"].items()))
     return "; ".join(details)
+
+
+def simulated_day() -> None:
+    """The `ledger simulate` generator's small day, in a store of its own."""
+    commands = list(
+        generate(DAY_SEED, accounts=DAY_ACCOUNTS, hours=DAY_HOURS, start=SIMULATION_START)
+    )
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="ledger-demo-day-") as folder,
+        open_ledger(f"sqlite:///{Path(folder) / 'day.sqlite3'}") as ledger,
+    ):
+        outcomes = run_commands(ledger, commands, show_progress=sys.stderr.isatty())
+        views = assets_view(ledger)
+    summary = {
+        "seed": DAY_SEED,
+        "accounts": DAY_ACCOUNTS,
+        "hours": DAY_HOURS,
+        "start": format_time(SIMULATION_START),
+        **summarize(commands, outcomes),
+    }
+    render(summary, views, time.monotonic() - started, None)
+
+
+DAY_SEED, DAY_ACCOUNTS, DAY_HOURS = 1, 60, 24

@@ -99,3 +99,24 @@ def test_a_reopened_ledger_replays_the_same_state(database_url: str) -> None:
         assert account_view(reopened, "u2:portfolio").holdings == {"ABC": "100"}
         abc = next(v for v in assets_view(reopened) if v.asset == "ABC")
         assert (abc.total, abc.ratio, abc.band) == ("750", "0.75", "A")
+
+
+def test_the_account_view_shows_the_level_that_governs_each_kind(ledger: Ledger) -> None:
+    """Portfolio accounts are governed by the CML like cross Classic (DOMAIN.md §1): the view
+    shows it, valued by the same rules as the write side."""
+    from ledger.queries import account_view
+
+    for setup in (
+        command("list_asset", asset="USDT", collateral_rank=1),
+        command("list_asset", asset="BTC", collateral_rank=1),
+        command("mark_prices", prices={"BTC": "40000"}),
+        command("set_borrow_terms", asset="USDT", hourly_interest_rate="0.0001"),
+        command("transfer_in", user="p", account="portfolio", asset="BTC", quantity="1"),
+        command("borrow", user="p", account="portfolio", asset="USDT", quantity="10000"),
+    ):
+        assert run(ledger, setup).is_accepted
+    view = account_view(ledger, "p:portfolio")
+    # (40,000 + 10,000) / (10,000 + 1 hour of interest at 0.0001) = 50,000 / 10,001
+    assert view.debt_usdt == "10001"
+    assert view.collateral_margin_level == "4.999500049995000499950005"  # 28 digits
+    assert view.pro_margin_level is None
