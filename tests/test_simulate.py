@@ -8,6 +8,7 @@ smaller history and replay its --out file with `ledger submit` into a fresh stor
 """
 
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
+from psycopg import sql
 
 from ledger import Ledger
 from ledger.cli.simulate import run_commands
@@ -30,6 +33,7 @@ from ledger.params import MARGIN_THRESHOLDS_DEFAULT
 from ledger.queries import AccountView, account_view, parse_account_id
 from ledger.simulate import generate, summarize
 from tests.cli.cli_support import EXIT_CANNOT_RUN, EXIT_OK, invoke, json_lines
+from tests.conftest import POSTGRES_URL, postgres_required
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 SEED, ACCOUNTS, HOURS = 7, 60, 12
@@ -50,13 +54,25 @@ class Run:
         return sorted({f"{c['user']}:{c['account']}" for c in self.commands if "account" in c})
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    url = f"sqlite:///{tmp_path_factory.mktemp('simulate') / 'ledger.sqlite3'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """The crash scenario once per backend (issue #5: both backends)."""
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('simulate') / 'ledger.sqlite3'}"
+    else:
+        if not postgres_required():
+            pytest.skip("PostgreSQL unreachable and not required (scripts/test said so)")
+        schema = f"test_{uuid.uuid4().hex[:16]}"
+        url = f"{POSTGRES_URL}?schema={schema}"
     commands = commands_for()
     with Ledger(url) as ledger:
         outcomes = run_commands(ledger, commands, show_progress=False)
-    return Run(url=url, commands=commands, outcomes=outcomes)
+    yield Run(url=url, commands=commands, outcomes=outcomes)
+    if schema is not None:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            connection.execute(drop)
 
 
 @pytest.fixture
