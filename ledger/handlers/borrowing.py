@@ -8,6 +8,7 @@ from ledger.domain.account import MarginAccount
 from ledger.errors import LedgerInputError
 from ledger.handlers.accounts import check_asset_in_account, level_rules
 from ledger.handlers.interest import hour_charge, settle_interest
+from ledger.handlers.pools import move_platform_total
 from ledger.handlers.transfers import account_not_open, check_decimals, pool_for
 from ledger.money import format_plain
 from ledger.outcomes import RejectionReason, Status
@@ -108,15 +109,14 @@ def borrow(unit: UnitOfWork, command: Borrow) -> Decided:
         decision=context,
         stamp=stamp,
     )
-    if pool is not None:
-        pool.increase(
-            account_id=account.account_id,
-            movement="borrow",
-            quantity=command.quantity,
-            decision=None,
-            stamp=stamp,
-        )
-        unit.change(pool)
+    move_platform_total(
+        unit,
+        pool,
+        account_id=account.account_id,
+        movement="borrow",
+        change=command.quantity,
+        stamp=stamp,
+    )
     return Decided(status=Status.ACCEPTED, account=account.account_id, context=context)
 
 
@@ -164,15 +164,14 @@ def repay(unit: UnitOfWork, command: Repay) -> Decided:
         decision=context,
         stamp=stamp,
     )
-    if pool is not None:
-        pool.decrease(
-            account_id=account.account_id,
-            movement="repay",
-            quantity=command.quantity,
-            decision=None,
-            stamp=stamp,
-        )
-        unit.change(pool)
+    move_platform_total(
+        unit,
+        pool,
+        account_id=account.account_id,
+        movement="repay",
+        change=-command.quantity,
+        stamp=stamp,
+    )
     return Decided(status=Status.ACCEPTED, account=account.account_id, context=context)
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from ledger.commands import CheckMargins, FundInsurance, SetAutoTopUp
 from ledger.domain.account import MarginAccount
-from ledger.domain.asset_pool import AssetPool
 from ledger.domain.base import Stamp
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.handlers.accounts import check_asset_in_account, level_rules, load_or_register_account
 from ledger.handlers.interest import settle_interest
+from ledger.handlers.pools import move_platform_total
 from ledger.handlers.transfers import check_decimals, pool_for
 from ledger.money import format_plain, quantize_down
 from ledger.outcomes import Status
@@ -144,16 +144,14 @@ def _liquidate(
         )
     # Liquidation sales change the platform totals of capped assets (DOMAIN.md §7).
     for asset, quantity in decision.sold.items():
-        pool = pool_for(unit, unit.listed_asset(asset), account.account)
-        if pool is not None:
-            pool.decrease(
-                account_id=account.account_id,
-                movement="liquidation",
-                quantity=quantity,
-                decision=None,
-                stamp=stamp,
-            )
-            unit.change(pool)
+        move_platform_total(
+            unit,
+            pool_for(unit, unit.listed_asset(asset), account.account),
+            account_id=account.account_id,
+            movement="liquidation",
+            change=-quantity,
+            stamp=stamp,
+        )
     details = (
         context
         | decision.context()
@@ -169,9 +167,14 @@ def _liquidate(
         decision=details,
         stamp=stamp,
     )
-    if decision.remainder_usdt and (quote_pool := pool_for(unit, quote, account.account)):
-        _increase(quote_pool, account, decision.remainder_usdt, "liquidation", stamp)
-        unit.change(quote_pool)
+    move_platform_total(
+        unit,
+        pool_for(unit, quote, account.account),
+        account_id=account.account_id,
+        movement="liquidation",
+        change=decision.remainder_usdt,
+        stamp=stamp,
+    )
     return {"action": "liquidation", **details}
 
 
@@ -247,22 +250,15 @@ def _top_up(
     account.top_up(
         asset=symbol, quantity=quantity, is_limited=is_limited, decision=context, stamp=stamp
     )
-    if pool is not None:
-        _increase(pool, account, quantity, "auto_top_up", stamp)
-        unit.change(pool)
+    move_platform_total(
+        unit,
+        pool,
+        account_id=account.account_id,
+        movement="auto_top_up",
+        change=quantity,
+        stamp=stamp,
+    )
     return context | {
         "result": "limited" if is_limited else "topped_up",
         "quantity": format_plain(quantity),
     }
-
-
-def _increase(
-    pool: AssetPool, account: MarginAccount, quantity: Decimal, movement: str, stamp: Stamp
-) -> None:
-    pool.increase(
-        account_id=account.account_id,
-        movement=movement,
-        quantity=quantity,
-        decision=None,
-        stamp=stamp,
-    )

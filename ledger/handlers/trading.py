@@ -9,6 +9,7 @@ from ledger.domain.asset_pool import AssetPool
 from ledger.domain.base import Stamp
 from ledger.handlers.accounts import check_asset_in_account, level_rules
 from ledger.handlers.interest import hour_charge, settle_interest
+from ledger.handlers.pools import move_platform_total
 from ledger.handlers.transfers import check_decimals, pool_for
 from ledger.outcomes import RejectionReason, Status
 from ledger.rules.interest import floor_hour
@@ -118,18 +119,14 @@ def _record(
         )
     # Trades move the platform totals of capped assets, and are not limited by the cap (§5).
     for asset, change in decision.holding_changes.items():
-        pool = pools[asset]
-        if pool is None:
-            continue
-        move = pool.increase if change > 0 else pool.decrease
-        move(
+        move_platform_total(
+            unit,
+            pools[asset],
             account_id=account.account_id,
             movement="trade",
-            quantity=abs(change),
-            decision=None,
+            change=change,
             stamp=stamp,
         )
-        unit.change(pool)
 
 
 def _refuse(

@@ -11,6 +11,7 @@ from ledger.domain.base import Stamp
 from ledger.errors import LedgerInputError
 from ledger.handlers.accounts import check_asset_in_account, level_rules, load_or_register_account
 from ledger.handlers.interest import settle_interest
+from ledger.handlers.pools import move_platform_total
 from ledger.money import decimal_places, format_plain
 from ledger.outcomes import RejectionReason, Status
 from ledger.rules.cap_band import CapDecision, cap_rejection_message, decide_cap_band
@@ -197,15 +198,14 @@ def transfer_out(unit: UnitOfWork, command: TransferOut) -> Decided:
     account.transfer_out(
         asset=asset.symbol, quantity=command.quantity, decision=context, stamp=stamp
     )
-    if pool is not None:
-        pool.decrease(
-            account_id=account_id,
-            movement="transfer_out",
-            quantity=command.quantity,
-            decision=None,
-            stamp=stamp,
-        )
-        unit.change(pool)
+    move_platform_total(
+        unit,
+        pool,
+        account_id=account_id,
+        movement="transfer_out",
+        change=-command.quantity,
+        stamp=stamp,
+    )
     return Decided(status=Status.ACCEPTED, account=account_id, context=context)
 
 
@@ -374,12 +374,12 @@ def _credit(
     if not account.is_open:
         account.open(transfer_request_id=transfer_request_id, stamp=stamp)
     account.transfer_in(asset=asset, quantity=quantity, decision=context, stamp=stamp)
-    if pool is not None:
-        pool.increase(
-            account_id=account.account_id,
-            movement="transfer_in",
-            quantity=quantity,
-            decision=context,
-            stamp=stamp,
-        )
-        unit.change(pool)
+    move_platform_total(
+        unit,
+        pool,
+        account_id=account.account_id,
+        movement="transfer_in",
+        change=quantity,
+        stamp=stamp,
+        decision=context,
+    )
