@@ -8,6 +8,7 @@ from ledger.commands import CheckMargins, FundInsurance, SetAutoTopUp
 from ledger.domain.account import MarginAccount
 from ledger.domain.base import Stamp
 from ledger.domain.insurance_fund import InsuranceFund
+from ledger.errors import LedgerInputError
 from ledger.handlers.accounts import check_asset_in_account, level_rules, load_or_register_account
 from ledger.handlers.interest import settle_interest
 from ledger.handlers.pools import move_platform_total
@@ -24,6 +25,7 @@ from ledger.rules.margin_call import (
     top_up_quantity_needed,
 )
 from ledger.rules.valuation import LevelKind, Market, value_position
+from ledger.times import format_time
 from ledger.unit_of_work import Decided, UnitOfWork
 
 
@@ -75,8 +77,7 @@ def sweep_account(
     # top-up asset; the sweep's time must not precede any of them (DOMAIN.md §8).
     symbols = {a for a in (*account.holdings, account.auto_top_up_asset) if a is not None}
     pools = [pool_for(unit, unit.listed_asset(a), account.account) for a in sorted(symbols)]
-    fund = unit.get(InsuranceFund, InsuranceFund.create_id())
-    stamp = unit.stamp(account, fund, *pools)
+    stamp = unit.stamp(account, *pools)
     at = stamp.effective_at
     settle_interest(unit, account, at)
     position = account.position()
@@ -94,6 +95,14 @@ def sweep_account(
         **valuation.context(level_kind, "_before"),
     }
     if state is MarginState.LIQUIDATION:
+        fund = unit.get(InsuranceFund, InsuranceFund.create_id())
+        if fund is not None and fund.last_effective_at > at:
+            # Only a liquidation changes the fund: only then may it not predate the fund.
+            raise LedgerInputError(
+                "effective_at",
+                f"{format_time(at)} is earlier than the insurance fund's latest event "
+                f"({format_time(fund.last_effective_at)}), which a liquidation would change",
+            )
         return _liquidate(unit, account, fund, market, context, stamp)
     rules = unit.risk_parameters(at).platform_rules
     if state is MarginState.MARGIN_CALL and is_margin_call_due(
@@ -195,6 +204,11 @@ def _top_up(
     asset = unit.asset_as_of(unit.listed_asset(symbol), stamp.effective_at)
     # The spot wallet's balance, to the asset's decimals: finer dust cannot be moved.
     available = quantize_down(spot.get(symbol, Decimal(0)), asset.quantity_decimals)
+    if symbol != QUOTE_ASSET and asset.price_usdt is None:
+        # No price, no sizing: the margin call stands, the top-up is blocked and says why.
+        unpriced = {"asset": symbol, "spot_available": format_plain(available)}
+        account.block_top_up(asset=symbol, reason="no_price", decision=unpriced, stamp=stamp)
+        return unpriced | {"result": "blocked", "reason": "no_price"}
     top_up_market = unit.market(set(market.prices_usdt) | {symbol}, stamp.effective_at)
     needed = top_up_quantity_needed(
         position=account.position(),

@@ -850,3 +850,41 @@ def test_rerunning_a_sweep_is_a_duplicate_and_a_new_sweep_does_nothing_more(
     assert later.context["accounts"] == []
     assert event_count(market) == after_first + 1  # the new request's own record only
     assert account_view(market, "u2:cross").holdings == {"ABC": "2110"}
+
+
+def test_a_top_up_asset_without_a_price_blocks_the_top_up_not_the_margin_call(
+    market: Ledger,
+) -> None:
+    """The margin call is recorded; the top-up cannot be sized without a price and says so."""
+    accepted(market, "list_asset", 0.5, asset="NOPX", collateral_rank=2, quantity_decimals=2)
+    open_long(market, "u1", minute=1)
+    accepted(market, "set_auto_top_up", 5, user="u1", account="cross", enabled=True, asset="NOPX")
+    mark(market, 30, ABC="0.75")
+
+    outcome = sweep(market, 40, spot={"u1:cross": {"NOPX": "1000"}})
+
+    assert (outcome.context["margin_calls"], outcome.context["skipped"]) == (1, [])
+    assert outcome.context["top_ups"] == {"topped_up": 0, "limited": 0, "blocked": 1}
+    [blocked] = recorded(market, MarginAccount.TopUpBlocked)
+    assert (blocked.asset, blocked.reason) == ("NOPX", "no_price")
+    assert len(recorded(market, MarginAccount.MarginCalled)) == 1
+
+
+def test_a_later_insurance_fund_event_only_holds_back_liquidations(market: Ledger) -> None:
+    """Only a liquidation changes the fund: a sweep dated before the fund's latest event still
+    calls margins, and skips (naming effective_at) only the account it would liquidate."""
+    open_long(market, "called", minute=1, collateral="2000")
+    open_long(market, "broke", minute=4, collateral="800")
+    # At 0.5: called 3,500 x 0.5 / 1,500.15 = 1.17 (margin call); broke 2,300 x 0.5 / 1,500.15
+    # = 0.77 (liquidation).
+    mark(market, 30, ABC="0.5")
+    accepted(market, "fund_insurance", 50, amount_usdt="100")
+
+    outcome = sweep(market, 40)
+
+    accounts = {entry["account"]: entry["action"] for entry in outcome.context["accounts"]}
+    skipped = {entry["account"]: entry["problem"] for entry in outcome.context["skipped"]}
+    assert accounts == {"called:cross": "margin_call"}
+    assert list(skipped) == ["broke:cross"]
+    assert skipped["broke:cross"].startswith("effective_at:")
+    assert not recorded(market, MarginAccount.Liquidated)
