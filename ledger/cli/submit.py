@@ -1,15 +1,17 @@
 """`ledger submit FILE|-`: one JSON command per line in, one JSON outcome per line out."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger import limits
 from ledger.application import Ledger
 from ledger.cli.main import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK, DbOption, app, open_ledger
-from ledger.cli.output import error, note, print_json_line
+from ledger.cli.output import error, note, print_json_line, stderr
 from ledger.commands import CommandInvalid, parse_line
 from ledger.outcomes import Outcome, Status
 
@@ -18,6 +20,13 @@ from ledger.outcomes import Outcome, Status
 def submit(
     file: Annotated[str, typer.Argument(help="A JSON-lines file of commands, or - for stdin.")],
     db: DbOption = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            help="No progress bar (shown on stderr's terminal while stdout goes to a file/pipe).",
+        ),
+    ] = False,
 ) -> None:
     """Decide and record commands, one JSON object per line; print one outcome per line.
 
@@ -34,15 +43,36 @@ def submit(
     except OSError as exc:
         error(f"cannot read {file}: {exc.strerror}")
         raise typer.Exit(EXIT_CANNOT_RUN) from None
-    with stream, open_ledger(db) as ledger:
-        invalid = run_lines(ledger, stream)
+    total_bytes = None if file == "-" else Path(file).stat().st_size
+    # A bar on the terminal while the outcomes go to a file or a pipe; never mixed into them.
+    show_progress = sys.stderr.isatty() and not sys.stdout.isatty() and not quiet
+    with (
+        stream,
+        open_ledger(db) as ledger,
+        Progress(
+            TextColumn("submitting"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=not show_progress,
+            redirect_stdout=False,  # the outcomes are stdout's, line by line, for jobs
+            redirect_stderr=False,
+        ) as progress,
+    ):
+        task = progress.add_task("submit", total=total_bytes)
+        invalid = run_lines(ledger, stream, lambda size: progress.advance(task, size))
     raise typer.Exit(EXIT_INVALID if invalid else EXIT_OK)
 
 
-def run_lines(ledger: Ledger, stream: BinaryIO) -> int:
-    """Process every line; returns how many were invalid."""
+def run_lines(
+    ledger: Ledger, stream: BinaryIO, advance: Callable[[int], None] = lambda _size: None
+) -> int:
+    """Process every line; returns how many were invalid. `advance` hears each line's size."""
     invalid = 0
     for number, text in enumerate(stream, start=1):
+        advance(len(text))
         if number > limits.SUBMIT_LINES_MAX:
             error(f"more than {limits.SUBMIT_LINES_MAX} lines: split the input")
             raise typer.Exit(EXIT_CANNOT_RUN)
