@@ -9,13 +9,12 @@ from pydantic import BaseModel, ConfigDict
 from ledger.application import Ledger
 from ledger.commands import ACCOUNT_PATTERN, USER_PATTERN
 from ledger.domain.account import AccountKind, MarginAccount, Mode, account_kind
-from ledger.domain.asset import Asset, AssetCatalog
+from ledger.domain.asset import Asset, AssetCatalog, Unpriced, market_of
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.risk_parameters import RiskParameters
 from ledger.money import format_plain
-from ledger.params import QUOTE_ASSET
 from ledger.rules.cap_band import band_of, ratio_for_record
-from ledger.rules.valuation import LevelKind, Market, value_position
+from ledger.rules.valuation import LevelKind, value_position
 from ledger.times import format_time
 
 
@@ -132,7 +131,7 @@ def assets_view(ledger: Ledger) -> list[AssetView]:
         total = pool.platform_total if pool is not None else row["capped_total"]
         params = pool.cap_params if pool is not None else None
         ratio = None if params is None else ratio_for_record(total, params.upper_limit)
-        price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
+        price = asset.index_price_usdt
         views.append(
             AssetView(
                 asset=symbol,
@@ -161,19 +160,14 @@ def _valuation(ledger: Ledger, account: MarginAccount) -> dict[str, Any]:
     the write side decides with; None where a held asset has no price yet."""
     position = account.position()
     parameters = ledger.get_aggregate(RiskParameters, RiskParameters.create_id())
-    prices, ladders, brackets = {}, {}, {}
-    for symbol in sorted(position.assets()):
-        asset: Asset = ledger.get_aggregate(Asset, Asset.create_id(symbol))
-        price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
-        if price is None or parameters is None:
-            return dict.fromkeys(VALUATION_FIELDS)
-        prices[symbol] = price
-        ladders[symbol] = asset.collateral_ladder
-        brackets[symbol] = asset.maintenance_brackets or parameters.maintenance_brackets_default
-    valuation = value_position(
-        position=position,
-        market=Market(prices_usdt=prices, ladders=ladders, maintenance_brackets=brackets),
-    )
+    if parameters is None:
+        return dict.fromkeys(VALUATION_FIELDS)
+    assets = [ledger.get_aggregate(Asset, Asset.create_id(s)) for s in sorted(position.assets())]
+    try:
+        market = market_of(assets, parameters.maintenance_brackets_default)
+    except Unpriced:
+        return dict.fromkeys(VALUATION_FIELDS)
+    valuation = value_position(position=position, market=market)
 
     def level(kind: LevelKind) -> str | None:
         value = valuation.level(kind)

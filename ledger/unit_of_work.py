@@ -2,7 +2,6 @@
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -10,13 +9,12 @@ from eventsourcing.application import AggregateNotFoundError
 from pydantic import BaseModel, ConfigDict
 
 from ledger.commands import CommandBase
-from ledger.domain.asset import Asset, AssetCatalog
+from ledger.domain.asset import Asset, AssetCatalog, Unpriced, market_of
 from ledger.domain.base import LedgerAggregate, Stamp
 from ledger.domain.risk_parameters import RiskParameters
 from ledger.domain.user_profile import UserProfile
 from ledger.errors import LedgerInputError
 from ledger.outcomes import RejectionReason, Status
-from ledger.params import QUOTE_ASSET
 from ledger.rules.valuation import Market
 from ledger.times import format_time
 
@@ -111,21 +109,15 @@ class UnitOfWork:
 
     def market(self, symbols: Iterable[str], at: datetime, field: str = "asset") -> Market:
         """Prices, haircut ladders and maintenance brackets in force at `at` for these assets."""
-        default_brackets = self.risk_parameters(at).maintenance_brackets_default
-        prices, ladders, brackets = {}, {}, {}
-        for symbol in sorted(set(symbols)):
-            asset = self.asset_as_of(self.listed_asset(symbol), at)
-            price = Decimal(1) if symbol == QUOTE_ASSET else asset.price_usdt
-            if price is None:
-                raise LedgerInputError(
-                    field,
-                    f"{symbol} has no index price in force, and the decision needs the "
-                    "account's value; mark_prices must come first",
-                )
-            prices[symbol] = price
-            ladders[symbol] = asset.collateral_ladder
-            brackets[symbol] = asset.maintenance_brackets or default_brackets
-        return Market(prices_usdt=prices, ladders=ladders, maintenance_brackets=brackets)
+        assets = [self.asset_as_of(self.listed_asset(s), at) for s in sorted(set(symbols))]
+        try:
+            return market_of(assets, self.risk_parameters(at).maintenance_brackets_default)
+        except Unpriced as missing:
+            raise LedgerInputError(
+                field,
+                f"{missing.symbol} has no index price in force, and the decision needs the "
+                "account's value; mark_prices must come first",
+            ) from None
 
     def change(self, *aggregates: LedgerAggregate | None) -> None:
         for aggregate in aggregates:

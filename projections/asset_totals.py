@@ -51,10 +51,6 @@ def holding_changes(event: Any) -> list[tuple[str, Decimal]]:
     raise AssertionError(f"not a holding change: {type(event).__name__}")
 
 
-class AssetTotalsRow(dict[str, Decimal]):
-    """{"capped_total": ..., "isolated_total": ...} for one asset."""
-
-
 def deltas_of(
     events: Iterable[Any], kind_of: dict[str, str], lookup_kind: Any
 ) -> tuple[dict[str, dict[str, Decimal]], dict[str, str]]:

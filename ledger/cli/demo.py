@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ledger.cli.main import EXIT_CANNOT_RUN, app, open_ledger
-from ledger.cli.output import error, print_json_line, stdout, table
+from ledger.cli.output import error, print_json, stdout, table
 from ledger.cli.show import asset_table
 from ledger.cli.simulate import SIMULATION_START, render, run_commands
 from ledger.commands import parse_command
@@ -183,7 +183,7 @@ def demo(
             views = assets_view(ledger)
     if as_json:
         for outcome in outcomes:
-            print_json_line(outcome)
+            print_json(outcome)
         return
     stdout.print(
         table(

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from ledger.cli.main import EXIT_INVALID, DbOption, app, open_ledger
-from ledger.cli.output import note, print_json_line
+from ledger.cli.output import note, print_json
 from ledger.commands import CommandInvalid, parse_command
 from ledger.times import NotATime, format_time, parse_time
 
@@ -42,4 +42,4 @@ def accrue_interest(
             for error in exc.errors:
                 note(f"{error.field}: {error.problem}")
             raise typer.Exit(EXIT_INVALID) from None
-    print_json_line(outcome.to_json_dict())
+    print_json(outcome.to_json_dict())

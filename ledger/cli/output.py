@@ -15,10 +15,7 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=True) + "\n")
-
-
-def print_json_line(data: Any) -> None:
+    """One JSON document (or outcome) as one line on stdout, flushed for a reading job."""
     sys.stdout.write(json.dumps(data, ensure_ascii=True) + "\n")
     sys.stdout.flush()
 

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from ledger import limits
 from ledger.application import Ledger
 from ledger.cli.main import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK, DbOption, app, open_ledger
-from ledger.cli.output import error, note, print_json_line, stderr
+from ledger.cli.output import error, note, print_json, stderr
 from ledger.commands import CommandInvalid, parse_line
 from ledger.outcomes import Outcome, Status
 
@@ -87,5 +87,5 @@ def run_lines(
             )
             for field_error in exc.errors:
                 note(f"line {number}: {field_error.field}: {field_error.problem}")
-        print_json_line(outcome.to_json_dict())
+        print_json(outcome.to_json_dict())
     return invalid

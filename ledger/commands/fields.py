@@ -61,7 +61,6 @@ def _time(value: object) -> datetime:
 
 
 _plain = PlainSerializer(lambda d: format_plain(d), return_type=str, when_used="json")
-DecimalText = Annotated[Decimal, BeforeValidator(_decimal), _plain]
 Quantity = Annotated[Decimal, BeforeValidator(_positive), BeforeValidator(_decimal), _plain]
 NonNegativeQuantity = Annotated[
     Decimal, BeforeValidator(_not_negative), BeforeValidator(_decimal), _plain

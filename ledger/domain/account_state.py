@@ -41,10 +41,6 @@ class AccountState(LedgerAggregate):
     def is_open(self) -> bool:
         return self.status is AccountStatus.OPEN
 
-    @property
-    def has_liabilities(self) -> bool:
-        return any(self.liabilities.values()) or any(self.interest.values())
-
     def holding(self, asset: str) -> Decimal:
         return self.holdings.get(asset, Decimal(0))
 

@@ -1,11 +1,13 @@
 """Asset (listing, index price marks) and AssetCatalog (which assets are listed)."""
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
-from ledger.params import BorrowTerms, CollateralBracket, MaintenanceBracket
+from ledger.params import QUOTE_ASSET, BorrowTerms, CollateralBracket, MaintenanceBracket
+from ledger.rules.valuation import Market
 
 
 class Asset(LedgerAggregate):
@@ -106,6 +108,11 @@ class Asset(LedgerAggregate):
         )
 
     @property
+    def index_price_usdt(self) -> Decimal | None:
+        """The price in force; the quote asset (USDT) is always worth 1."""
+        return Decimal(1) if self.symbol == QUOTE_ASSET else self.price_usdt
+
+    @property
     def is_borrowable(self) -> bool:
         return self.borrow_terms is not None and self.borrow_terms.borrowable
 
@@ -147,3 +154,26 @@ class AssetCatalog(LedgerAggregate):
             if pair[:i] in listed and pair[i:] in listed
         ]
         return splits[0] if len(splits) == 1 else None
+
+
+class Unpriced(LookupError):
+    """An asset a valuation needs has no index price yet."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__(symbol)
+        self.symbol = symbol
+
+
+def market_of(
+    assets: Iterable[Asset], maintenance_brackets_default: tuple[MaintenanceBracket, ...]
+) -> Market:
+    """The prices, haircut ladders and maintenance brackets of these assets, as they stand."""
+    prices, ladders, brackets = {}, {}, {}
+    for asset in assets:
+        price = asset.index_price_usdt
+        if price is None:
+            raise Unpriced(asset.symbol)
+        prices[asset.symbol] = price
+        ladders[asset.symbol] = asset.collateral_ladder
+        brackets[asset.symbol] = asset.maintenance_brackets or maintenance_brackets_default
+    return Market(prices_usdt=prices, ladders=ladders, maintenance_brackets=brackets)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from ledger.domain.account import AccountKind, MarginAccount
 from ledger.domain.base import Stamp
-from ledger.params import DISCOUNT_ASSET, QUOTE_ASSET
+from ledger.params import DISCOUNT_ASSET
 from ledger.rules.interest import (
     HourCharge,
     decide_hour_charge,
@@ -81,7 +81,7 @@ def hour_charge(
         discount_ratio=discount_ratio,
         quantity_decimals=loan_asset.quantity_decimals,
     )
-    loan_price = Decimal(1) if asset == QUOTE_ASSET else loan_asset.price_usdt
+    loan_price = loan_asset.index_price_usdt
     discount_asset = unit.get_listed(DISCOUNT_ASSET)
     discount_as_of = None if discount_asset is None else unit.as_of(discount_asset, at)
     discount_price = None if discount_as_of is None else discount_as_of.price_usdt

@@ -138,7 +138,7 @@ def _refuse(
     context: dict[str, Any],
     stamp: Stamp,
 ) -> Decided:
-    context = {**{k: str(v) for k, v in dict(leg).items()}, **context}
+    context = leg.context() | context
     if account is not None:
         unit.change(account)
         account.reject_trade(

@@ -29,6 +29,9 @@ class TradeLeg(Frozen):
     fee_asset: str
     fee_quantity: Decimal
 
+    def context(self) -> dict[str, str]:
+        return {k: v if isinstance(v, str) else format_plain(v) for k, v in self}
+
 
 class TradeDecision(Frozen):
     leg: TradeLeg
@@ -48,7 +51,7 @@ class TradeDecision(Frozen):
 
     def context(self) -> dict[str, Any]:
         context: dict[str, Any] = {
-            **{k: v if isinstance(v, str) else format_plain(v) for k, v in self.leg},
+            **self.leg.context(),
             "auto_borrowed": format_plain(self.borrow_quantity),
             "first_hour_interest": format_plain(self.first_hour_interest),
             "auto_repaid_interest": format_plain(self.repay_interest),

@@ -120,3 +120,27 @@ def test_the_account_view_shows_the_level_that_governs_each_kind(ledger: Ledger)
     assert view.debt_usdt == "10001"
     assert view.collateral_margin_level == "4.999500049995000499950005"  # 28 digits
     assert view.pro_margin_level is None
+
+
+def test_a_refused_trade_states_its_quantities_in_the_contracts_number_format(
+    ledger: Ledger,
+) -> None:
+    """COMMANDS.md: numbers are printed without exponent or trailing zeros, refusals included."""
+    for setup in (
+        command("list_asset", asset="USDT", collateral_rank=1),
+        command("list_asset", asset="BTC", collateral_rank=1),
+        command("transfer_in", user="t", account="cross", asset="USDT", quantity="10"),
+    ):
+        assert run(ledger, setup).is_accepted
+    from ledger.commands import parse_line
+
+    # JSON numbers, parsed exactly: 1E+3 arrives as Decimal("1E+3"), 0.0200 with its zeros.
+    refused = ledger.execute(
+        parse_line(
+            '{"type": "settle_trade", "request_id": "t-1", "user": "never", "account": "cross",'
+            ' "sell_asset": "USDT", "sell_quantity": 1E+3, "buy_asset": "BTC",'
+            ' "buy_quantity": 0.0200, "fee_asset": "USDT", "fee_quantity": 0}'
+        )
+    )
+    assert (refused.status, refused.reason) == ("rejected", "account_not_open")
+    assert (refused.context["sell_quantity"], refused.context["buy_quantity"]) == ("1000", "0.02")
