@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from ledger import limits
 from ledger.commands import AccrueInterest, CheckMargins, CommandBase, CommandInvalid
@@ -133,25 +132,16 @@ def on_account(
 
 
 def borrower_ids(ledger: "Ledger") -> Iterator[UUID]:
-    """Every account that ever borrowed, from the log (each decides itself what is due)."""
-    # TODO(#6): read these from the accounts read model instead of scanning the log.
-    seen: set[UUID] = set()
-    position = 0
-    topics = [get_topic(MarginAccount.Borrowed)]
-    for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        notifications = ledger.recorder.select_notifications(
-            start=position,
-            limit=limits.PROJECTION_BATCH_SIZE,
-            topics=topics,
-            inclusive_of_start=False,
-        )
-        for notification in notifications:
-            account_id = notification.originator_id
-            assert isinstance(account_id, UUID), account_id
-            if account_id not in seen:
-                seen.add(account_id)
-                yield account_id
-        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-            return
-        position = notifications[-1].id
-    raise RuntimeError("the log has more borrow events than the batch bound allows")
+    """Every account owing principal or interest, from the accounts read model caught up now.
+
+    An account that borrows after the catch-up is the next run's: interest is settled hour by
+    hour from the loan's last charged hour, so no hour is lost, only charged a run later.
+    """
+    from projections.accounts import debtor_ids
+    from projections.runner import ReadModels
+
+    with ReadModels(ledger) as read_models:
+        read_models.catch_up(["accounts"])
+        with read_models.store.transaction(commit=False) as db:
+            ids = debtor_ids(db)
+    yield from ids

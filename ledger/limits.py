@@ -58,3 +58,16 @@ PROJECTION_BATCHES_MAX = 10_000_000
 # Assets in one `mark_prices` command, brackets in one collateral ladder.
 PRICES_PER_MARK_MAX = 1000
 LADDER_BRACKETS_MAX = 50
+
+# Events between an aggregate's snapshots: loading a pool, an asset or an account replays at most
+# this many events after its latest snapshot instead of its whole history (a hot pool gains an
+# event per transfer). A snapshot costs one row and a load of the previous interval; 100 keeps
+# that cheap while bounding every load (and every `version=` load of history) to ~100 events.
+SNAPSHOT_INTERVAL = 100
+
+# `ledger project --follow` polls the log this often: SQLite has no notifications, and a second
+# is a short lag for read models while costing an idle follower one indexed query.
+PROJECTION_POLL_SECONDS = 1.0
+
+# A follower waiting for its next poll looks for a stop request this often (Ctrl-C, SIGTERM).
+PROJECTION_STOP_CHECK_SECONDS = 0.1

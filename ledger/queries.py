@@ -1,4 +1,5 @@
-"""Read-side answers for `ledger account` and `ledger assets`, as pydantic models."""
+"""Accounts as the write side holds them (aggregates), as the same pydantic model the read
+models answer with: what time travel replays to, and what read models are checked against."""
 
 import re
 from decimal import Decimal
@@ -9,12 +10,10 @@ from pydantic import BaseModel, ConfigDict
 from ledger.application import Ledger
 from ledger.commands import ACCOUNT_PATTERN, USER_PATTERN
 from ledger.domain.account import AccountKind, MarginAccount, Mode, account_kind
-from ledger.domain.asset import Asset, AssetCatalog, Unpriced, market_of
-from ledger.domain.asset_pool import AssetPool
+from ledger.domain.asset import Asset, Unpriced, market_of
 from ledger.domain.risk_parameters import RiskParameters
 from ledger.money import format_plain
-from ledger.rules.cap_band import band_of, ratio_for_record
-from ledger.rules.valuation import LevelKind, value_position
+from ledger.rules.valuation import LevelKind, Market, Position, value_position
 from ledger.times import format_time
 
 
@@ -45,21 +44,6 @@ class AccountView(BaseModel):
     last_effective_at: str | None
 
 
-class AssetView(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    asset: str
-    collateral_rank: int
-    capped: bool  # under the max collateral rule now: capped rank and an upper limit set
-    total: str  # held in cross and portfolio accounts (T for capped assets)
-    isolated_total: str
-    upper_limit: str | None
-    fixed_quota_usdt: str | None
-    ratio: str | None
-    band: str | None
-    price_usdt: str | None
-
-
 def parse_account_id(account_id: str) -> tuple[str, str]:
     user, _, account = account_id.partition(":")
     if not re.match(USER_PATTERN, user) or not ACCOUNT_PATTERN.match(account):
@@ -71,30 +55,40 @@ def parse_account_id(account_id: str) -> tuple[str, str]:
 
 
 def account_view(ledger: Ledger, account_id: str) -> AccountView:
+    """The account as the write side holds it now, valued at the latest marked prices."""
     user, account_name = parse_account_id(account_id)
     account = ledger.get_aggregate(MarginAccount, MarginAccount.create_id(user, account_name))
     if account is None:
-        return AccountView(
-            account=account_id,
-            user=user,
-            kind=account_kind(account_name).value,
-            status="not_open",
-            mode=None,
-            pair_assets=[],
-            holdings={},
-            liabilities={},
-            interest={},
-            fixed_quota_usdt_overrides={},
-            total_value_usdt="0",
-            collateral_value_usdt="0",
-            debt_usdt="0",
-            margin_level=None,
-            collateral_margin_level=None,
-            pro_margin_level=None,
-            version=0,
-            last_effective_at=None,
-        )
-    values = _valuation(ledger, account)
+        return unknown_account_view(account_id)
+    return account_view_of(account, _valuation(ledger, account))
+
+
+def unknown_account_view(account_id: str) -> AccountView:
+    """An account the ledger has never heard of: not open, nothing held."""
+    user, account_name = parse_account_id(account_id)
+    return AccountView(
+        account=account_id,
+        user=user,
+        kind=account_kind(account_name).value,
+        status="not_open",
+        mode=None,
+        pair_assets=[],
+        holdings={},
+        liabilities={},
+        interest={},
+        fixed_quota_usdt_overrides={},
+        total_value_usdt="0",
+        collateral_value_usdt="0",
+        debt_usdt="0",
+        margin_level=None,
+        collateral_margin_level=None,
+        pro_margin_level=None,
+        version=0,
+        last_effective_at=None,
+    )
+
+
+def account_view_of(account: MarginAccount, valuation: dict[str, Any]) -> AccountView:
     return AccountView(
         account=account.account_id,
         user=account.user,
@@ -108,47 +102,26 @@ def account_view(ledger: Ledger, account_id: str) -> AccountView:
         fixed_quota_usdt_overrides=_plain(account.fixed_quota_usdt_overrides),
         version=account.version,
         last_effective_at=format_time(account.last_effective_at),
-        **values,
+        **valuation,
     )
 
 
-def assets_view(ledger: Ledger) -> list[AssetView]:
-    from projections.runner import catch_up, open_asset_totals
-
-    with open_asset_totals(ledger) as projection:
-        catch_up(ledger, projection)
-        totals = projection.view.totals()
-    catalog = ledger.get_aggregate(AssetCatalog, AssetCatalog.create_id())
-    views = []
-    for symbol in sorted(catalog.symbols if catalog else []):
-        asset: Asset = ledger.get_aggregate(Asset, Asset.create_id(symbol))
-        pool: AssetPool | None = (
-            ledger.get_aggregate(AssetPool, AssetPool.create_id(symbol))
-            if asset.is_cap_eligible
-            else None
-        )
-        row = totals.get(symbol, {"capped_total": Decimal(0), "isolated_total": Decimal(0)})
-        total = pool.platform_total if pool is not None else row["capped_total"]
-        params = pool.cap_params if pool is not None else None
-        ratio = None if params is None else ratio_for_record(total, params.upper_limit)
-        price = asset.index_price_usdt
-        views.append(
-            AssetView(
-                asset=symbol,
-                collateral_rank=asset.collateral_rank,
-                capped=params is not None,
-                total=format_plain(total),
-                isolated_total=format_plain(row["isolated_total"]),
-                upper_limit=None if params is None else format_plain(params.upper_limit),
-                fixed_quota_usdt=None if params is None else format_plain(params.fixed_quota_usdt),
-                ratio=None if ratio is None else format_plain(ratio),
-                band=None
-                if ratio is None or params is None
-                else band_of(platform_total=total, params=params).value,
-                price_usdt=None if price is None else format_plain(price),
-            )
-        )
-    return views
+def valuation_at(
+    account: MarginAccount,
+    assets: list[Asset],
+    parameters: RiskParameters | None,
+) -> dict[str, Any]:
+    """The account's valuation figures with these Asset aggregates and risk parameters (as
+    they stand now, or as they stood at some past moment); None where a price is missing."""
+    if parameters is None:
+        return dict.fromkeys(VALUATION_FIELDS)
+    try:
+        market = market_of(assets, parameters.maintenance_brackets_default)
+    except Unpriced:
+        return dict.fromkeys(VALUATION_FIELDS)
+    return valuation_fields(
+        kind=account.kind, mode=account.mode, position=account.position(), market=market
+    )
 
 
 def _plain(quantities: dict[str, Decimal]) -> dict[str, str]:
@@ -157,31 +130,32 @@ def _plain(quantities: dict[str, Decimal]) -> dict[str, str]:
 
 def _valuation(ledger: Ledger, account: MarginAccount) -> dict[str, Any]:
     """Values and margin levels at the latest marked prices (DOMAIN.md §4), by the same rules
-    the write side decides with; None where a held asset has no price yet."""
-    position = account.position()
+    the write side decides with."""
     parameters = ledger.get_aggregate(RiskParameters, RiskParameters.create_id())
-    if parameters is None:
-        return dict.fromkeys(VALUATION_FIELDS)
-    assets = [ledger.get_aggregate(Asset, Asset.create_id(s)) for s in sorted(position.assets())]
-    try:
-        market = market_of(assets, parameters.maintenance_brackets_default)
-    except Unpriced:
-        return dict.fromkeys(VALUATION_FIELDS)
+    symbols = sorted(account.position().assets())
+    assets = [ledger.get_aggregate(Asset, Asset.create_id(s)) for s in symbols]
+    return valuation_at(account, assets, parameters)
+
+
+def valuation_fields(
+    *, kind: AccountKind, mode: Mode | None, position: Position, market: Market
+) -> dict[str, Any]:
+    """The AccountView's valuation figures of one position at one market."""
     valuation = value_position(position=position, market=market)
 
-    def level(kind: LevelKind) -> str | None:
-        value = valuation.level(kind)
+    def level(level_kind: LevelKind) -> str | None:
+        value = valuation.level(level_kind)
         return None if value is None else format_plain(value)
 
     # The CML governs cross Classic and portfolio accounts (DOMAIN.md §1, §4); not isolated ones.
-    has_cml = account.kind is not AccountKind.ISOLATED
+    has_cml = kind is not AccountKind.ISOLATED
     return {
         "total_value_usdt": format_plain(valuation.total_value_usdt),
         "collateral_value_usdt": format_plain(valuation.collateral_value_usdt),
         "debt_usdt": format_plain(valuation.debt_usdt),
         "margin_level": level(LevelKind.MARGIN_LEVEL),
         "collateral_margin_level": level(LevelKind.COLLATERAL_MARGIN_LEVEL) if has_cml else None,
-        "pro_margin_level": level(LevelKind.PRO_MARGIN_LEVEL) if account.mode is Mode.PRO else None,
+        "pro_margin_level": level(LevelKind.PRO_MARGIN_LEVEL) if mode is Mode.PRO else None,
     }
 
 

@@ -14,9 +14,9 @@ from ledger.cli.output import error, print_json, stdout, table
 from ledger.cli.show import asset_table
 from ledger.cli.simulate import SIMULATION_START, render, run_commands
 from ledger.commands import parse_command
-from ledger.queries import assets_view
 from ledger.simulate import generate, summarize
 from ledger.times import format_time
+from projections.queries import assets_view
 
 
 def scenario() -> list[dict[str, Any]]:

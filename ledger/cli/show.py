@@ -1,5 +1,9 @@
-"""`ledger account ID` and `ledger assets`: state for people (tables) or jobs (--json)."""
+"""`ledger account`, `accounts`, `assets`, `bands`, `trial-balance`: the read models, now or
+at a past moment, for people (tables) or jobs (--json)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -9,22 +13,63 @@ from rich.table import Table
 from ledger.cli.main import EXIT_CANNOT_RUN, DbOption, JsonOption, app, open_ledger
 from ledger.cli.output import error, print_json, stdout, table
 from ledger.money import format_plain, quantize_down
-from ledger.queries import AccountIdInvalid, AssetView, account_view, assets_view
+from ledger.queries import AccountIdInvalid
+from ledger.times import NotATime, parse_time
+from projections.queries import AssetView, PointInTime, ReadSide
+from projections.runner import ReadModels
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="A past business time (RFC 3339, e.g. 2026-03-01T12:00:00Z): the state then.",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def read_side(db: str | None) -> Iterator[ReadSide]:
+    """The read models, caught up with the log, for one query."""
+    with open_ledger(db) as ledger, ReadModels(ledger) as read_models:
+        yield ReadSide(read_models)
+
+
+def parse_option_time(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except NotATime as exc:
+        error(f"{option} {exc}")
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
 
 
 @app.command()
 def account(
     account_id: Annotated[str, typer.Argument(help="e.g. u1:cross, u1:isolated:BTCUSDT")],
     db: DbOption = None,
+    as_of: AsOfOption = None,
+    at_position: Annotated[
+        int | None,
+        typer.Option(
+            "--at-position", min=0, help="A log position: the state right after that event."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one account: status, mode, holdings, liabilities, interest and margin levels.
+    """Show one account: status, mode, holdings, liabilities, interest and margin levels
+    (at the prices in force at that moment when --as-of or --at-position is given).
 
-    Example: ledger account u1:cross --json
+    Example: ledger account u1:cross --as-of 2026-03-01T12:00:00Z --json
     """
-    with open_ledger(db) as ledger:
+    if as_of is not None and at_position is not None:
+        error("give --as-of or --at-position, not both")
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    when = PointInTime(at=parse_option_time("--as-of", as_of), position=at_position)
+    with read_side(db) as reader:
         try:
-            view = account_view(ledger, account_id)
+            view = reader.account(account_id, when)
         except AccountIdInvalid as exc:
             error(str(exc))
             raise typer.Exit(EXIT_CANNOT_RUN) from None
@@ -67,13 +112,15 @@ def account(
 
 
 @app.command()
-def assets(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """List every asset with its platform totals, upper limit, ratio and band.
+def assets(db: DbOption = None, as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
+    """List every asset with its platform totals, upper limit, ratio and band (as they stood
+    at a past business time with --as-of).
 
-    Example: ledger assets --json
+    Example: ledger assets --as-of 2026-03-01T12:00:00Z --json
     """
-    with open_ledger(db) as ledger:
-        views = assets_view(ledger)
+    when = PointInTime(at=parse_option_time("--as-of", as_of))
+    with read_side(db) as reader:
+        views = reader.assets(when)
     if as_json:
         print_json([v.model_dump(mode="json") for v in views])
         return
@@ -83,7 +130,18 @@ def assets(db: DbOption = None, as_json: JsonOption = False) -> None:
 def asset_table(views: list[AssetView]) -> Table:
     return table(
         "Assets",
-        ["asset", "rank", "capped", "total", "isolated", "upper limit", "ratio", "band", "price"],
+        [
+            "asset",
+            "rank",
+            "capped",
+            "total",
+            "isolated",
+            "borrowed",
+            "upper limit",
+            "ratio",
+            "band",
+            "price",
+        ],
         [
             (
                 v.asset,
@@ -91,6 +149,7 @@ def asset_table(views: list[AssetView]) -> Table:
                 "yes" if v.capped else "no",
                 v.total,
                 v.isolated_total,
+                v.borrowed_total,
                 v.upper_limit,
                 None if v.ratio is None else _percent(v.ratio),
                 v.band,
@@ -104,3 +163,119 @@ def asset_table(views: list[AssetView]) -> Table:
 def _percent(ratio: str) -> str:
     """Percent exists only in output (STYLE §2); two places, rounded down."""
     return f"{format_plain(quantize_down(Decimal(ratio) * 100, 2))}%"
+
+
+@app.command()
+def accounts(
+    db: DbOption = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's accounts.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List accounts with their status, mode, value, debt and margin levels.
+
+    Example: ledger accounts --user u1 --json
+    """
+    with read_side(db) as reader:
+        views = reader.accounts(user=user)
+    if as_json:
+        print_json([v.model_dump(mode="json") for v in views])
+        return
+    stdout.print(
+        table(
+            "Accounts",
+            ["account", "status", "mode", "value (USDT)", "debt (USDT)", "ML", "CML", "Pro ML"],
+            [
+                (
+                    v.account,
+                    v.status,
+                    v.mode,
+                    v.total_value_usdt,
+                    v.debt_usdt,
+                    v.margin_level,
+                    v.collateral_margin_level,
+                    v.pro_margin_level,
+                )
+                for v in views
+            ],
+        )
+    )
+
+
+@app.command()
+def bands(
+    asset: Annotated[str | None, typer.Argument(help="One asset; default all.")] = None,
+    db: DbOption = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="From this business time (RFC 3339).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="Up to this business time (RFC 3339).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The band timeline: every change of a capped asset's band (A/B/C/D), with its time, the
+    ratio before and after, and the event that caused it.
+
+    Example: ledger bands ABC --from 2026-03-01T00:00:00Z --json
+    """
+    start = parse_option_time("--from", since)
+    end = parse_option_time("--to", until)
+    with read_side(db) as reader:
+        changes = reader.bands(asset=asset, since=start, until=end)
+    if as_json:
+        print_json([c.model_dump(mode="json") for c in changes])
+        return
+    stdout.print(
+        table(
+            "Band changes",
+            ["effective at", "asset", "band", "ratio", "T after", "U", "event", "position"],
+            [
+                (
+                    c.effective_at,
+                    c.asset,
+                    f"{c.band_before or '-'} -> {c.band_after or '-'}",
+                    f"{_percent_or_dash(c.ratio_before)} -> {_percent_or_dash(c.ratio_after)}",
+                    c.platform_total_after,
+                    c.upper_limit,
+                    f"{c.event_type} {c.event_id}",
+                    c.position,
+                )
+                for c in changes
+            ],
+        )
+    )
+
+
+@app.command("trial-balance")
+def trial_balance(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Debits and credits of the journal per asset. Exit code 0 when every asset balances,
+    1 when one does not.
+
+    Example: ledger trial-balance --json
+    """
+    with read_side(db) as reader:
+        lines = reader.trial_balance()
+    if as_json:
+        print_json([line.model_dump(mode="json") for line in lines])
+    else:
+        stdout.print(
+            table(
+                "Trial balance",
+                ["asset", "debits", "credits", "difference", "balanced"],
+                [
+                    (
+                        line.asset,
+                        line.debit_total,
+                        line.credit_total,
+                        line.difference,
+                        "yes" if line.is_balanced else "NO",
+                    )
+                    for line in lines
+                ],
+            )
+        )
+    raise typer.Exit(0 if all(line.is_balanced for line in lines) else 1)
+
+
+def _percent_or_dash(ratio: str | None) -> str:
+    return "-" if ratio is None else _percent(ratio)

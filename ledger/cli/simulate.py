@@ -18,7 +18,6 @@ from ledger.cli.output import error, note, print_json, stderr, stdout, table
 from ledger.cli.show import asset_table
 from ledger.commands import CommandInvalid, parse_command
 from ledger.outcomes import Outcome, Status
-from ledger.queries import AssetView, assets_view
 from ledger.simulate import (
     ACCOUNTS_MAX,
     ACCOUNTS_MIN,
@@ -29,6 +28,7 @@ from ledger.simulate import (
     summarize,
 )
 from ledger.times import format_time
+from projections.queries import AssetView, assets_view
 
 SIMULATION_START = datetime(2026, 3, 2, tzinfo=UTC)  # business time of the first command
 

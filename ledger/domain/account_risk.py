@@ -46,12 +46,16 @@ class Risk(AccountState):
         """Every holding sold, every debt repaid, the remainder left in USDT (DOMAIN.md §7)."""
 
         sold: dict[str, Decimal]  # every holding, at the prices in the decision
+        repaid_principal: dict[str, Decimal]  # every debt cleared, so readers need no state
+        repaid_interest: dict[str, Decimal]
         remainder_usdt: Decimal
         deficit_usdt: Decimal
         decision: dict[str, Any]
 
         def apply(self, account: AccountState) -> None:
             assert self.sold == {a: q for a, q in account.holdings.items() if q}, self
+            assert self.repaid_principal == {a: q for a, q in account.liabilities.items() if q}
+            assert self.repaid_interest == {a: q for a, q in account.interest.items() if q}
             account.holdings = {QUOTE_ASSET: self.remainder_usdt} if self.remainder_usdt else {}
             account.liabilities = {}
             account.interest = {}
@@ -107,6 +111,8 @@ class Risk(AccountState):
         self.trigger_event(
             self.Liquidated,
             sold=sold,
+            repaid_principal={a: q for a, q in sorted(self.liabilities.items()) if q},
+            repaid_interest={a: q for a, q in sorted(self.interest.items()) if q},
             remainder_usdt=remainder_usdt,
             deficit_usdt=deficit_usdt,
             decision=decision,

@@ -23,7 +23,8 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
 from ledger.money import format_plain
 from ledger.outcomes import Outcome
-from ledger.queries import account_view, assets_view
+from ledger.queries import account_view
+from projections.queries import assets_view
 from tests.support import at, command, event_count, run
 
 TINY = Decimal("0.00000001")

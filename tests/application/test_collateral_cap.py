@@ -166,7 +166,7 @@ def test_isolated_accounts_are_neither_limited_nor_counted(ledger: Ledger) -> No
     assert isolated.is_accepted
     assert "band" not in isolated.context
     assert pool_total(ledger) == Decimal("1000")
-    from ledger.queries import assets_view
+    from projections.queries import assets_view
 
     abc = next(v for v in assets_view(ledger) if v.asset == "ABC")
     assert (abc.total, abc.isolated_total, abc.band) == ("1000", "5000", "D")

@@ -92,7 +92,8 @@ def test_a_reopened_ledger_replays_the_same_state(database_url: str) -> None:
         transfer_in(ledger, "u1", "700")
         transfer_in(ledger, "u2", "100", account="portfolio")
         run(ledger, command("transfer_out", user="u1", account="cross", asset="ABC", quantity="50"))
-    from ledger.queries import account_view, assets_view
+    from ledger.queries import account_view
+    from projections.queries import assets_view
 
     with Ledger(database_url) as reopened:
         assert account_view(reopened, "u1:cross").holdings == {"ABC": "650"}

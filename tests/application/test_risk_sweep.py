@@ -20,7 +20,8 @@ from ledger.domain.asset_pool import AssetPool
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.money import decimal_places
 from ledger.outcomes import Outcome
-from ledger.queries import account_view, assets_view
+from ledger.queries import account_view
+from projections.queries import assets_view
 from tests.support import at, command, event_count, run
 
 LONG_AT_0_6543 = {  # 2,500 ABC at 0.6543 = 1,635.75 against 1,500.15: CML 1.0904, liquidation

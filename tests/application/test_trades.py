@@ -12,7 +12,8 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.request import Request
 from ledger.outcomes import Outcome
-from ledger.queries import account_view, assets_view
+from ledger.queries import account_view
+from projections.queries import assets_view
 from tests.support import at, command, event_count, run, transfer_in
 
 CAP_MESSAGE = (

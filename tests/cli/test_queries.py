@@ -265,7 +265,7 @@ def test_assets_table_for_people(database_url: str) -> None:
     assert result.stdout.splitlines()[0].strip() == "Assets"
     [qqq_row] = [line for line in result.stdout.splitlines() if " QQQ " in line]
     cells = [cell.strip() for cell in qqq_row.strip("│ \n").split("│")]
-    assert cells == ["QQQ", "9", "yes", "36000", "0", "50000", "72%", "A", "2.5"]
+    assert cells == ["QQQ", "9", "yes", "36000", "0", "0", "50000", "72%", "A", "2.5"]
 
 
 def test_account_table_for_people(database_url: str) -> None:

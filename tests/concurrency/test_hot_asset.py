@@ -25,7 +25,8 @@ from ledger.commands import parse_command
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.request import Request
-from ledger.queries import account_view, assets_view
+from ledger.queries import account_view
+from projections.queries import assets_view
 from tests.concurrency import workers
 from tests.concurrency.store import (
     assert_serial_replay_identical,
