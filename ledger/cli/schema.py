@@ -1,4 +1,5 @@
-"""`ledger schema`: JSON Schema of every command, event and the outcome (from pydantic)."""
+"""`ledger schema`: JSON Schema of every command, event, the outcome and the query answers
+(from pydantic)."""
 
 from typing import Any
 
@@ -11,18 +12,49 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.asset import Asset, AssetCatalog
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.base import DomainEvent
+from ledger.domain.insurance_fund import InsuranceFund
 from ledger.domain.request import Request
+from ledger.domain.risk_parameters import RiskParameters
+from ledger.domain.user_profile import UserProfile
 from ledger.outcomes import Outcome
+from ledger.queries import AccountView
+from projections.band_timeline import BandChange
+from projections.journal import TrialBalanceLine
+from projections.queries import AssetView
+from projections.runner import ProjectionStatus
 
-AGGREGATES = (Asset, AssetCatalog, AssetPool, MarginAccount, Request)
+AGGREGATES = (
+    Asset,
+    AssetCatalog,
+    AssetPool,
+    MarginAccount,
+    RiskParameters,
+    UserProfile,
+    InsuranceFund,
+    Request,
+)
+QUERY_ANSWERS = {
+    "account": AccountView,
+    "asset": AssetView,
+    "band_change": BandChange,
+    "trial_balance_line": TrialBalanceLine,
+    "projection_status": ProjectionStatus,
+}
 
 
-def event_classes() -> list[type[DomainEvent]]:
-    found = []
+def event_classes() -> dict[str, type[DomainEvent]]:
+    """Every event class, by "<Aggregate>.<Event>" (MarginAccount's mixins' events included)."""
+    found = {}
     for aggregate in AGGREGATES:
-        for value in vars(aggregate).values():
-            if isinstance(value, type) and issubclass(value, DomainEvent):
-                found.append(value)
+        for name in dir(aggregate):
+            value = getattr(aggregate, name)
+            if (
+                isinstance(value, type)
+                and issubclass(value, DomainEvent)
+                and value.__name__ == name  # not the base classes Event and Created
+                and name not in ("Event", "Created")
+            ):
+                found[f"{aggregate.__name__}.{name}"] = value
     return found
 
 
@@ -35,16 +67,21 @@ def schema_document() -> dict[str, Any]:
             for cls in COMMAND_TYPES
         },
         "events": {
-            f"{cls.__qualname__}": cls.model_json_schema(mode="serialization")
-            for cls in event_classes()
+            name: cls.model_json_schema(mode="serialization")
+            for name, cls in sorted(event_classes().items())
         },
         "outcome": Outcome.model_json_schema(mode="serialization"),
+        "queries": {
+            name: model.model_json_schema(mode="serialization")
+            for name, model in QUERY_ANSWERS.items()
+        },
     }
 
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of every command, event and of the outcome (one JSON document).
+    """Print the JSON Schema of every command, event, the outcome and the query answers
+    (`ledger account/assets/bands/trial-balance/projections status --json`), one JSON document.
 
     Example: ledger schema | jq '.commands.transfer_in'
     """

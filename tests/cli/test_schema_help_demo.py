@@ -38,10 +38,32 @@ def test_schema_prints_one_json_document_of_commands_events_and_outcome() -> Non
     assert result.exit_code == EXIT_OK
     assert result.stderr == ""
     [document] = json_lines(result.stdout)
-    assert set(document) == {"commands", "events", "outcome"}
+    assert set(document) == {"commands", "events", "outcome", "queries"}
     assert set(document["commands"]) >= COMMAND_TYPES
     assert document["events"]
     assert all(schema["type"] == "object" for schema in document["events"].values())
+    # Every aggregate's events, the account's lending, trading and risk events included.
+    assert {
+        "MarginAccount.TransferredIn",
+        "MarginAccount.Borrowed",
+        "MarginAccount.TradeSettled",
+        "MarginAccount.Liquidated",
+        "AssetPool.TotalIncreased",
+        "InsuranceFund.DeficitCovered",
+        "RiskParameters.ThresholdsSet",
+        "UserProfile.CoolingOffStarted",
+        "Request.Recorded",
+    } <= set(document["events"])
+    assert set(document["queries"]) == {
+        "account",
+        "asset",
+        "band_change",
+        "trial_balance_line",
+        "projection_status",
+    }
+    assert {"account", "holdings", "margin_level"} <= set(
+        document["queries"]["account"]["properties"]
+    )
 
 
 def test_schema_of_each_command_names_its_type_and_common_fields() -> None:
