@@ -80,6 +80,9 @@ def format_plain(value: Decimal) -> str:
     assert value.is_finite(), value
     if value.is_zero():
         return "0"
+    text = str(value)
+    if "E" not in text:  # the common case, several times faster than normalize + format
+        return text.rstrip("0").rstrip(".") if "." in text else text
     text = format(value.normalize(), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -506,12 +506,13 @@ def account_ids(db: Db, *, user: str | None = None) -> list[str]:
 
 
 def debtor_ids(db: Db) -> list[UUID]:
-    """The aggregate ids of the accounts owing principal or interest in some asset."""
+    """The aggregate ids of the accounts owing principal or interest in some asset, in account
+    id order (the order a sweep meets them in, and so which deficit the fund covers first)."""
     zero = db.dec(Decimal(0))
     rows = db.query(
-        "SELECT DISTINCT a.originator_id FROM {accounts} a JOIN {account_balances} b "
-        "ON a.account_id = b.account_id WHERE b.liability <> ? OR b.interest <> ? "
-        "ORDER BY a.originator_id",
+        "SELECT DISTINCT a.account_id, a.originator_id FROM {accounts} a "
+        "JOIN {account_balances} b ON a.account_id = b.account_id "
+        "WHERE b.liability <> ? OR b.interest <> ? ORDER BY a.account_id",
         (zero, zero),
     )
-    return [UUID(row[0]) for row in rows]
+    return [UUID(row[1]) for row in rows]

@@ -188,12 +188,12 @@ def _add_to_balances(db: Db, totals: dict[tuple[str, str], list[Decimal]]) -> No
     if not totals:
         return
     current: dict[tuple[str, str], list[Decimal]] = {}
-    for book in {book for book, _asset in totals}:
-        for asset, debit, credit in db.query(
-            "SELECT asset, debit_total, credit_total FROM {journal_balances} WHERE book = ?",
-            (book,),
-        ):
-            current[(book, asset)] = [dec(debit), dec(credit)]
+    for book, asset, debit, credit in db.query_in(
+        "SELECT book, asset, debit_total, credit_total FROM {journal_balances} "
+        "WHERE book IN ({keys})",
+        {book for book, _asset in totals},
+    ):
+        current[(book, asset)] = [dec(debit), dec(credit)]
     db.upsert(
         BALANCES,
         (

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset import Asset
@@ -60,8 +60,14 @@ class PointInTime(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    at: datetime | None = None
-    position: int | None = None
+    at: AwareDatetime | None = None
+    position: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_axis(self) -> "PointInTime":
+        if self.at is not None and self.position is not None:
+            raise ValueError("give a business time (at) or a log position, not both")
+        return self
 
     @property
     def is_now(self) -> bool:
@@ -125,7 +131,10 @@ class ReadSide:
     def assets(self, when: PointInTime = NOW) -> list[AssetView]:
         """Every listed asset's totals, cap, ratio and band; at a past business time from the
         history the asset totals model keeps (no replay of the log)."""
-        assert when.position is None, "assets at a log position: not kept"
+        if when.position is not None:
+            raise NotImplementedError(
+                "asset totals are kept by business time: ask with at=, not position="
+            )
         with self._db() as db:
             rows = load_assets(db)
             if when.at is not None:

@@ -68,6 +68,12 @@ class ReadModels:
         assert isinstance(store, ReadStore)
         self.store: ReadStore = store
         self.models = {model.name: model(view=store) for model in MODELS}
+        self._ensure_tracked(self.models)
+
+    def _ensure_tracked(self, names: Iterable[str]) -> None:
+        with self.store.transaction() as db:
+            for name in names:
+                self.store.ensure_tracked(db, self.key(name))
 
     def __enter__(self) -> Self:
         return self
@@ -150,12 +156,13 @@ class ReadModels:
     ) -> None:
         with self.store.transaction() as db:
             for model in models:
-                unseen = [(p, e) for p, e in events if p > positions[model.name]]
-                if not unseen:
-                    continue
-                # Tracking first: on SQLite the write lock is taken before anything is read.
-                self.store.advance(db, self.key(model.name), last)
-                model.apply(db, unseen)
+                # Another runner may have moved on since `positions` was read: ask again, under
+                # the lock, which of these events this model has not seen.
+                position = self.store.locked_position(db, self.key(model.name))
+                unseen = [(p, e) for p, e in events if p > position]
+                if unseen:
+                    self.store.advance(db, self.key(model.name), last)
+                    model.apply(db, unseen)
         for model in models:
             positions[model.name] = max(positions[model.name], last)
 
@@ -175,6 +182,7 @@ class ReadModels:
             for model in models:
                 self.store.drop_tables(db, model.tables)
                 self.store.forget(db, self.key(model.name))
+                self.store.ensure_tracked(db, self.key(model.name))
                 self.store.create_tables(db, model.tables)
         return self.catch_up([m.name for m in models], progress=progress)
 

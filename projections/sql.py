@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from ledger.money import format_plain
@@ -51,6 +52,7 @@ class Table:
         return statements
 
 
+@lru_cache(maxsize=4096)  # the events of one command share their times: a batch repeats them
 def time_key(moment: datetime) -> str:
     """A business time as fixed-width UTC text, so that text order is time order."""
     assert moment.tzinfo is not None, moment

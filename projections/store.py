@@ -40,6 +40,25 @@ class ReadStore:
         it already had: another runner got there first, and this transaction must roll back)."""
         self._insert_tracking(db.cursor, Tracking(key, position))  # type: ignore[attr-defined]
 
+    def ensure_tracked(self, db: Db, key: str) -> None:
+        """Give the model a tracking row (position 0) if it has none: the row is its lock."""
+        db.execute(
+            "INSERT INTO {tracking} (application_name, notification_id) VALUES (?, 0) "
+            "ON CONFLICT (application_name) DO NOTHING",
+            (key,),
+        )
+
+    def locked_position(self, db: Db, key: str) -> int:
+        """The model's position, read under a write lock held to the end of the transaction,
+        so that two runners never both apply the events after it (SQLite: the write lock is
+        the whole database's; PostgreSQL: the tracking row's)."""
+        db.execute(
+            "UPDATE {tracking} SET notification_id = notification_id WHERE application_name = ?",
+            (key,),
+        )
+        rows = db.query("SELECT notification_id FROM {tracking} WHERE application_name = ?", (key,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
     def forget(self, db: Db, key: str) -> None:
         """Drop a model's tracking row, so that it starts again from the first event."""
         db.execute(

@@ -3,7 +3,7 @@
 
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from ledger.cli.main import app
 from ledger.cli.output import print_json
@@ -33,7 +33,7 @@ AGGREGATES = (
     InsuranceFund,
     Request,
 )
-QUERY_ANSWERS = {
+QUERY_ANSWERS: dict[str, type[BaseModel]] = {
     "account": AccountView,
     "asset": AssetView,
     "band_change": BandChange,

@@ -710,7 +710,7 @@ def test_cascade_summaries_are_hand_computed(market: Ledger) -> None:
         ("u4:isolated:ABCUSDT", "liquidation"),
     ]
     assert summary(second) == {
-        "accounts_scanned": 5,
+        "accounts_scanned": 2,  # the accounts still in debt: the liquidated three owe nothing
         "margin_calls": 0,
         "top_ups": NO_TOP_UPS,
         "liquidations": 1,
@@ -840,7 +840,7 @@ def test_rerunning_a_sweep_is_a_duplicate_and_a_new_sweep_does_nothing_more(
 
     assert not later.duplicate
     assert summary(later) == {
-        "accounts_scanned": 2,
+        "accounts_scanned": 1,  # the liquidated account owes nothing: no longer a candidate
         "margin_calls": 0,
         "top_ups": NO_TOP_UPS,
         "liquidations": 0,
