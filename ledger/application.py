@@ -4,11 +4,11 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import BaseAggregate
+from eventsourcing.domain import BaseAggregate, MutableOrImmutableAggregate
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger import jobs, limits
@@ -42,7 +42,11 @@ from ledger.commands import (
     TransferIn,
     TransferOut,
 )
+from ledger.domain.account import MarginAccount
+from ledger.domain.asset import Asset, AssetCatalog
+from ledger.domain.asset_pool import AssetPool
 from ledger.domain.base import LedgerAggregate, Stamp
+from ledger.domain.insurance_fund import InsuranceFund
 from ledger.domain.request import Request, payload_digest
 from ledger.errors import RequestIdReused, SaveRetriesExhausted
 from ledger.handlers import borrowing, modes, parameters, risk, trading, transfers, users
@@ -92,10 +96,25 @@ class Ledger(Application[UUID]):
     """The collateral ledger over one event store (a SQLite file or a PostgreSQL schema)."""
 
     name = "ledger"
+    # The aggregates that gain events without bound (domain/snapshots.py); the others have a few.
+    snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {
+        MarginAccount: limits.SNAPSHOT_INTERVAL,
+        AssetPool: limits.SNAPSHOT_INTERVAL,
+        Asset: limits.SNAPSHOT_INTERVAL,
+        InsuranceFund: limits.SNAPSHOT_INTERVAL,
+        AssetCatalog: limits.SNAPSHOT_INTERVAL,
+    }
 
-    def __init__(self, url: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, env: dict[str, str] | None = None, *, read_only: bool = False
+    ) -> None:
+        """Open the store at `url`, creating its tables if needed; `read_only` opens an existing
+        store without any DDL (for roles that may only read, e.g. an auditor's)."""
         self.database_url = database_url(url)
         settings = env_for_url(self.database_url) | (env or {})
+        if read_only:
+            self._open(settings | {"CREATE_TABLE": "n"})
+            return
         with schema_setup_lock(settings):
             self._open(settings)
 

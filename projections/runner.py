@@ -170,6 +170,9 @@ class ReadModels:
         for model in models:
             for _chunk in range(limits.PROJECTION_BATCHES_MAX):
                 with self.store.transaction() as db:
+                    # Write-lock first (SQLite): a read-then-write transaction fails at once
+                    # when another runner commits between the read and the write.
+                    self.store.locked_position(db, self.key(model.name))
                     if not model.finish(db):
                         break
 

@@ -52,10 +52,10 @@ DATABASE_ERRORS = (
 
 
 @contextmanager
-def open_ledger(db: str | None) -> Iterator[Ledger]:
+def open_ledger(db: str | None, *, read_only: bool = False) -> Iterator[Ledger]:
     """The ledger at --db, or exit 2 with a clear message when it cannot be opened or used."""
     try:
-        ledger = Ledger(db)
+        ledger = Ledger(db, read_only=read_only)
     except DATABASE_ERRORS as exc:
         error(f"cannot open the database: {exc}")
         raise typer.Exit(EXIT_CANNOT_RUN) from None

@@ -1,18 +1,15 @@
 """`ledger project` (catch up, or --follow) and `ledger projections status|rebuild`."""
 
 import signal
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger import limits
 from ledger.cli.main import EXIT_CANNOT_RUN, DbOption, JsonOption, app, open_ledger
-from ledger.cli.output import error, note, print_json, stderr, stdout, table
+from ledger.cli.output import error, note, print_json, progress_bar, stdout, table
 from projections.runner import ProjectionStatus, ReadModels, UnknownProjection
 
 QuietOption = Annotated[
@@ -24,26 +21,6 @@ projections_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(projections_app, name="projections")
-
-
-@contextmanager
-def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A bar on stderr's terminal, fed (position, head); nothing when piped or --quiet."""
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=quiet or not sys.stderr.isatty(),
-    ) as progress:
-        task = progress.add_task(label, total=None)
-
-        def advance(position: int, head: int) -> None:
-            progress.update(task, completed=position, total=head)
-
-        yield advance
 
 
 def print_status(statuses: list[ProjectionStatus], *, as_json: bool) -> None:

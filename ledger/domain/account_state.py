@@ -4,9 +4,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict
+
 from ledger.domain.account_kinds import AccountKind, AccountStatus, Mode
 from ledger.domain.base import LedgerAggregate, Stamp
+from ledger.domain.snapshots import InOrder
 from ledger.rules.valuation import Position
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PendingTransfer(TypedDict):
+    """`AccountState.pending_transfer` as MarginAccount.TransferPending sets it (snapshots)."""
+
+    transfer_request_id: str
+    asset: str
+    quantity: Decimal
 
 
 class AccountState(LedgerAggregate):
@@ -27,6 +40,24 @@ class AccountState(LedgerAggregate):
         mode_switched_at: list[datetime]  # business times of mode switches (the daily limit)
         last_margin_call_at: datetime | None  # at most one margin call per 24 hours
         auto_top_up_asset: str | None  # moved in from the spot wallet on a margin call
+
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        user: str
+        account: str
+        kind: AccountKind
+        pair_assets: tuple[str, ...]
+        status: AccountStatus
+        mode: Mode | None
+        holdings: InOrder[dict[str, Decimal]]
+        liabilities: InOrder[dict[str, Decimal]]
+        interest: InOrder[dict[str, Decimal]]
+        fixed_quota_usdt_overrides: InOrder[dict[str, Decimal]]
+        pending_transfer: PendingTransfer | None
+        is_borrowing_enabled: bool
+        interest_accrued_through: InOrder[dict[str, datetime]]
+        mode_switched_at: list[datetime]
+        last_margin_call_at: datetime | None
+        auto_top_up_asset: str | None
 
     @property
     def account_id(self) -> str:

@@ -23,6 +23,16 @@ class Asset(LedgerAggregate):
         borrow_terms: BorrowTerms | None  # None: not borrowable until terms are set
         maintenance_brackets: tuple[MaintenanceBracket, ...] | None  # None: the platform default
 
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        symbol: str
+        collateral_rank: int
+        collateral_ladder: tuple[CollateralBracket, ...]
+        quantity_decimals: int
+        capped_ranks: tuple[int, ...]
+        price_usdt: Decimal | None
+        borrow_terms: BorrowTerms | None
+        maintenance_brackets: tuple[MaintenanceBracket, ...] | None
+
     @staticmethod
     def create_id(symbol: str) -> UUID:
         return ledger_id(f"asset:{symbol}")
@@ -121,6 +131,9 @@ class AssetCatalog(LedgerAggregate):
     """The set of listed assets, so that queries and pair names can enumerate them."""
 
     if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
+        symbols: list[str]
+
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
         symbols: list[str]
 
     @staticmethod

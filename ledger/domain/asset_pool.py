@@ -19,6 +19,12 @@ class AssetPool(LedgerAggregate):
         cap_params: CapParams | None  # None until an upper limit is set: tracked, not limited
         price_usdt: Decimal | None  # the asset's index price, noted here by every mark
 
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        asset: str
+        platform_total: Decimal
+        cap_params: CapParams | None
+        price_usdt: Decimal | None
+
     @staticmethod
     def create_id(asset: str) -> UUID:
         return ledger_id(f"pool:{asset}")

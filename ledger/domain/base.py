@@ -12,6 +12,8 @@ from eventsourcing.domain import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger.domain.snapshots import AggregateState, Snapshot
+
 # Every aggregate id is a uuid5 in this namespace of a readable key ("account:u1:cross").
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://collateral-ledger.invalid/ids")
 
@@ -55,6 +57,11 @@ class LedgerAggregate(BaseAggregate[UUID]):
 
     if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
         last_effective_at: datetime
+
+    class SnapshotState(AggregateState):  # the state above, in snapshots (domain/snapshots.py)
+        last_effective_at: datetime
+
+    Snapshot = Snapshot
 
     class Event(DomainEvent, CanMutateAggregate[UUID]):
         def mutate(self, aggregate: Any) -> Any:

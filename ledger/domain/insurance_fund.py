@@ -11,6 +11,9 @@ class InsuranceFund(LedgerAggregate):
     if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
         balance_usdt: Decimal
 
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        balance_usdt: Decimal
+
     @staticmethod
     def create_id() -> UUID:
         return ledger_id("insurance-fund")

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
+from ledger.domain.snapshots import InOrder
 
 
 def payload_digest(canonical_json: str) -> str:
@@ -21,6 +22,13 @@ class Request(LedgerAggregate):
         command: dict[str, Any]
         payload_digest: str
         outcome: dict[str, Any]
+
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        request_id: str
+        command_type: str
+        command: InOrder[dict[str, Any]]
+        payload_digest: str
+        outcome: InOrder[dict[str, Any]]
 
     @staticmethod
     def create_id(request_id: str) -> UUID:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ledger.domain.base import LedgerAggregate, Stamp, ledger_id
+from ledger.domain.snapshots import InOrder
 from ledger.params import (
     MAINTENANCE_BRACKETS_DEFAULT,
     MARGIN_THRESHOLDS_DEFAULT,
@@ -21,6 +22,11 @@ from ledger.params import (
 class RiskParameters(LedgerAggregate):
     if TYPE_CHECKING:  # state set by the events; annotations here would make a dataclass
         thresholds: dict[str, MarginThresholds]  # by "classic_3x", "classic_5x", "pro", "isolated"
+        platform_rules: PlatformRules
+        maintenance_brackets_default: tuple[MaintenanceBracket, ...]
+
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        thresholds: InOrder[dict[str, MarginThresholds]]
         platform_rules: PlatformRules
         maintenance_brackets_default: tuple[MaintenanceBracket, ...]
 

@@ -16,6 +16,14 @@ class UserProfile(LedgerAggregate):
         cooling_off_until: datetime | None
         bnb_discount_enabled: bool
 
+    class SnapshotState(LedgerAggregate.SnapshotState):  # the state above, in snapshots
+        user: str
+        pro_quiz_passed: bool
+        pro_terms_agreed: bool
+        pro_jurisdiction_supported: bool
+        cooling_off_until: datetime | None
+        bnb_discount_enabled: bool
+
     @staticmethod
     def create_id(user: str) -> UUID:
         return ledger_id(f"user:{user}")

@@ -1,0 +1,1 @@
+"""Tamper evidence and audit: the hash chain, its recorders, verification."""
