@@ -71,3 +71,7 @@ PROJECTION_POLL_SECONDS = 1.0
 
 # A follower waiting for its next poll looks for a stop request this often (Ctrl-C, SIGTERM).
 PROJECTION_STOP_CHECK_SECONDS = 0.1
+
+# Events `ledger explain` lists for one request: a job's request (an accrual over every loan)
+# may have caused many more; the total is reported, the list stays readable.
+EXPLAIN_EVENTS_LISTED_MAX = 1000

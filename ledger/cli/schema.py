@@ -8,14 +8,7 @@ from pydantic import BaseModel, TypeAdapter
 from ledger.cli.main import app
 from ledger.cli.output import print_json
 from ledger.commands import COMMAND_TYPES
-from ledger.domain.account import MarginAccount
-from ledger.domain.asset import Asset, AssetCatalog
-from ledger.domain.asset_pool import AssetPool
-from ledger.domain.base import DomainEvent
-from ledger.domain.insurance_fund import InsuranceFund
-from ledger.domain.request import Request
-from ledger.domain.risk_parameters import RiskParameters
-from ledger.domain.user_profile import UserProfile
+from ledger.domain.registry import event_classes
 from ledger.outcomes import Outcome
 from ledger.queries import AccountView
 from projections.band_timeline import BandChange
@@ -23,16 +16,6 @@ from projections.journal import TrialBalanceLine
 from projections.queries import AssetView
 from projections.runner import ProjectionStatus
 
-AGGREGATES = (
-    Asset,
-    AssetCatalog,
-    AssetPool,
-    MarginAccount,
-    RiskParameters,
-    UserProfile,
-    InsuranceFund,
-    Request,
-)
 QUERY_ANSWERS: dict[str, type[BaseModel]] = {
     "account": AccountView,
     "asset": AssetView,
@@ -40,22 +23,6 @@ QUERY_ANSWERS: dict[str, type[BaseModel]] = {
     "trial_balance_line": TrialBalanceLine,
     "projection_status": ProjectionStatus,
 }
-
-
-def event_classes() -> dict[str, type[DomainEvent]]:
-    """Every event class, by "<Aggregate>.<Event>" (MarginAccount's mixins' events included)."""
-    found = {}
-    for aggregate in AGGREGATES:
-        for name in dir(aggregate):
-            value = getattr(aggregate, name)
-            if (
-                isinstance(value, type)
-                and issubclass(value, DomainEvent)
-                and value.__name__ == name  # not the base classes Event and Created
-                and name not in ("Event", "Created")
-            ):
-                found[f"{aggregate.__name__}.{name}"] = value
-    return found
 
 
 def schema_document() -> dict[str, Any]:
@@ -68,7 +35,7 @@ def schema_document() -> dict[str, Any]:
         },
         "events": {
             name: cls.model_json_schema(mode="serialization")
-            for name, cls in sorted(event_classes().items())
+            for name, cls in event_classes().items()
         },
         "outcome": Outcome.model_json_schema(mode="serialization"),
         "queries": {
