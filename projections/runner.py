@@ -56,9 +56,11 @@ class _PostgresStore(PostgresReadStore):
 class ReadModels:
     """The read models of one ledger's store, beside its events."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, store_env: dict[str, str] | None = None) -> None:
+        """The read models of `ledger`'s events, kept beside them; or, given `store_env` (the
+        library settings of another store), kept there: a scratch replay to compare with."""
         self.ledger = ledger
-        env = dict(ledger.env)
+        env = dict(ledger.env) if store_env is None else store_env
         self.is_postgres = env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
         self._factory = InfrastructureFactory.construct(Environment(STORE_NAME, env))
         with schema_setup_lock(env):
@@ -115,16 +117,21 @@ class ReadModels:
         *,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        until: int | None = None,
     ) -> int:
-        """Apply every event the models have not seen; returns the position they all reached.
-        `should_stop` is asked between batches (a follower told to stop ends after one)."""
+        """Apply every event the models have not seen (up to position `until` if given);
+        returns the position they all reached. `should_stop` is asked between batches (a
+        follower told to stop ends after one)."""
         models = self.selected(names)
         positions = self.positions()
         start = min(positions[m.name] for m in models)
-        head = self.head()
+        head = self.head() if until is None else until
         for _batch in range(limits.PROJECTION_BATCHES_MAX):
             notifications = self.ledger.recorder.select_notifications(
-                start=start, limit=limits.PROJECTION_BATCH_SIZE, inclusive_of_start=False
+                start=start,
+                limit=limits.PROJECTION_BATCH_SIZE,
+                stop=until,
+                inclusive_of_start=False,
             )
             if not notifications:
                 break

@@ -11,6 +11,7 @@ import typer
 from ledger.audit.explain import Explanation, RecordNotFound, explain
 from ledger.audit.export import ExportFilter, ExportFormat, export_rows, write_export
 from ledger.audit.history import HistoryLine, account_history
+from ledger.audit.reconcile import ExternalReportInvalid, reconcile
 from ledger.cli.main import EXIT_CANNOT_RUN, DbOption, JsonOption, app, open_ledger
 from ledger.cli.output import error, note, print_json, progress_bar, stdout, table
 from ledger.cli.show import parse_option_time
@@ -187,3 +188,64 @@ def export(
         raise typer.Exit(EXIT_CANNOT_RUN) from None
     if not quiet and sys.stderr.isatty():
         note(f"{count} events written to {out}")
+
+
+@app.command("reconcile")
+def reconcile_command(
+    db: DbOption = None,
+    external: Annotated[
+        Path | None,
+        typer.Option(
+            "--external",
+            help="A CSV balance report (columns account, asset, balance, as_of) to compare with "
+            "the ledger's holdings as of each as_of.",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Reconcile: read models against a fresh replay, per-asset sums against the totals and
+    the pools, the trial balance and journal books, the insurance fund against its flows, and
+    (with --external) the ledger's balances against an external report.
+
+    Exit code 0 clean, 1 differences found, 2 could not run.
+
+    Example: ledger reconcile --external balances.csv --json
+    """
+    with open_ledger(db) as ledger, progress_bar("reconciling", quiet=quiet) as advance:
+        try:
+            report = reconcile(ledger, external=external, progress=advance)
+        except ExternalReportInvalid as exc:
+            error(f"--external: {exc}")
+            raise typer.Exit(EXIT_CANNOT_RUN) from None
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        stdout.print(
+            table(
+                f"Reconciliation at log position {report.position}",
+                ["check", "result", "differences", "first position"],
+                [
+                    (
+                        c.name,
+                        "clean" if c.is_clean else "DIFFERENCES",
+                        c.difference_count,
+                        c.first_divergence_position,
+                    )
+                    for c in report.checks
+                ],
+            )
+        )
+        for check in report.checks:
+            if check.differences:
+                stdout.print(
+                    table(
+                        f"{check.name}: differences",
+                        ["subject", "expected", "found", "position", "detail"],
+                        [
+                            (d.subject, d.expected, d.found, d.position, d.detail)
+                            for d in check.differences
+                        ],
+                    )
+                )
+    raise typer.Exit(0 if report.is_clean else 1)
