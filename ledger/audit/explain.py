@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger import limits
 from ledger.application import Ledger
+from ledger.audit.plain import event_fields
 from ledger.domain.registry import event_name
 from ledger.domain.request import Request
 from ledger.times import format_time
@@ -137,12 +138,11 @@ def _event(ledger: Ledger, originator_id: UUID, version: int) -> Any:
 
 
 def _explained(event: Any, position: int) -> ExplainedEvent:
-    fields = event.model_dump(mode="json")
     return ExplainedEvent(
         event_id=event.event_id,
         event_type=event_name(event),
         position=position,
         effective_at=format_time(event.effective_at),
         recorded_at=format_time(event.timestamp),
-        fields={k: v for k, v in fields.items() if k not in COMMON_FIELDS},
+        fields=event_fields(event, COMMON_FIELDS),
     )

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from ledger import limits
 from ledger.application import Ledger
 from ledger.audit.explain import COMMON_FIELDS
+from ledger.audit.plain import event_fields
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset import Asset
 from ledger.domain.asset_pool import AssetPool
@@ -110,7 +111,6 @@ def export_rows(
 
 def _row(position: int, event: Any) -> dict[str, Any]:
     name = event_name(event)
-    fields = event.model_dump(mode="json")
     return {
         "position": position,
         "event_id": event.event_id,
@@ -123,9 +123,7 @@ def _row(position: int, event: Any) -> dict[str, Any]:
         "actor": event.actor,
         "request_id": event.request_id,
         "payload": json.dumps(
-            {k: v for k, v in fields.items() if k not in COMMON_FIELDS},
-            sort_keys=True,
-            separators=(",", ":"),
+            event_fields(event, COMMON_FIELDS), sort_keys=True, separators=(",", ":")
         ),
     }
 
