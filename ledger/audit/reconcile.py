@@ -190,7 +190,13 @@ def _compare_table(live: Any, replay: Any, table: Any) -> list[Difference]:
 
 def _walk(store: Any, table: Any) -> Iterator[tuple[Any, ...]]:
     columns = ", ".join(table.column_names)
-    keys = ", ".join(table.primary_key)
+    # Byte order on both backends, so that the database's order is Python's string order
+    # (a PostgreSQL database with a locale collation would order text differently).
+    types = dict(table.columns)
+    keys = ", ".join(
+        f'{k} COLLATE "C"' if store.is_postgres and types[k].startswith("text") else k
+        for k in table.primary_key
+    )
     last: tuple[Any, ...] | None = None
     for _chunk in range(limits.PROJECTION_BATCHES_MAX):
         with store.transaction(commit=False) as db:
@@ -242,9 +248,12 @@ def _row_difference(
             n for n, a, b in zip(names, found, expected, strict=True) if _normal(a) != _normal(b)
         ]
         detail = f"differs in {', '.join(changed)}"
+    account = row.get("account_id")
+    if account is None and ":" in str(row.get("book", "")).split("/")[0]:
+        account = str(row["book"]).split("/")[0]  # a journal book of an account
     return Difference(
         subject=f"{table.name}({key})",
-        account=row.get("account_id"),
+        account=account,
         asset=row.get("asset"),
         expected=None if expected is None else _text(dict(zip(names, expected, strict=True))),
         found=None if found is None else _text(dict(zip(names, found, strict=True))),
@@ -406,6 +415,7 @@ def read_external(path: Path) -> list[ExternalRow]:
         missing = {"account", "asset", "balance", "as_of"} - set(reader.fieldnames or [])
         if missing:
             raise ExternalReportInvalid(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        seen: dict[tuple[str, str, datetime], int] = {}
         for line, record in enumerate(reader, start=2):
             try:
                 account = record["account"].strip()
@@ -414,14 +424,14 @@ def read_external(path: Path) -> list[ExternalRow]:
                 as_of = parse_time(record["as_of"].strip())
             except (AccountIdInvalid, InvalidOperation, NotATime, ValueError) as exc:
                 raise ExternalReportInvalid(f"{path} line {line}: {exc}") from None
-            rows.append(
-                ExternalRow(
-                    line=line,
-                    account=account,
-                    asset=record["asset"].strip(),
-                    balance=balance,
-                    as_of=as_of,
+            key = (account, record["asset"].strip(), as_of)
+            if key in seen:
+                raise ExternalReportInvalid(
+                    f"{path} line {line}: repeats the account, asset and as_of of line {seen[key]}"
                 )
+            seen[key] = line
+            rows.append(
+                ExternalRow(line=line, account=key[0], asset=key[1], balance=balance, as_of=as_of)
             )
     return rows
 
