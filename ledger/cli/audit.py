@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from ledger.audit.chain import Digest
+from ledger.audit.decisions import DecisionReport, verify_decisions
 from ledger.audit.verify import ChainReport, head_digest, verify_chain
 from ledger.cli.main import EXIT_CANNOT_RUN, DbOption, JsonOption, app, open_ledger
 from ledger.cli.output import error, print_json, progress_bar, stdout, table
@@ -44,13 +45,22 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    decisions: Annotated[
+        bool,
+        typer.Option(
+            "--decisions",
+            help="Also decide every recorded request again, in log order, against a scratch "
+            "store, and check each recorded outcome; and that no capped pool's T ever passed U.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute the hash chain from the first event and report the first log position where
-    the stored log or the stored chain disagrees.
+    the stored log or the stored chain disagrees. With --decisions, also re-decide every
+    request (re-execution verification) and report the first one decided differently.
 
-    Exit code 0 intact, 1 tampered, 2 could not run.
+    Exit code 0 intact (and right), 1 tampered (or a decision differs), 2 could not run.
 
     Example: ledger verify --digest "$(ledger digest)"
     """
@@ -64,8 +74,36 @@ def verify(
         progress_bar("verifying", quiet=quiet) as advance,
     ):
         report = verify_chain(ledger, digest=pinned, progress=advance)
-    _print_report(report, as_json=as_json)
-    raise typer.Exit(EXIT_INTACT if report.is_intact else EXIT_TAMPERED)
+    if not decisions:
+        _print_report(report, as_json=as_json)
+        raise typer.Exit(EXIT_INTACT if report.is_intact else EXIT_TAMPERED)
+    # Re-deciding needs a scratch store to write to: not for a read-only role.
+    with open_ledger(db) as ledger, progress_bar("re-deciding", quiet=quiet) as advance:
+        decided = verify_decisions(ledger, progress=advance)
+    if as_json:
+        print_json(
+            {"chain": report.model_dump(mode="json"), "decisions": decided.model_dump(mode="json")}
+        )
+    else:
+        _print_report(report, as_json=False)
+        _print_decisions(decided)
+    is_right = report.is_intact and decided.is_right
+    raise typer.Exit(EXIT_INTACT if is_right else EXIT_TAMPERED)
+
+
+def _print_decisions(report: DecisionReport) -> None:
+    rows: list[tuple[str, object]] = [
+        ("result", "right" if report.is_right else "WRONG"),
+        ("requests decided again", report.requests_checked),
+        ("capped pools past U", len(report.cap_overshoots)),
+    ]
+    if not report.is_right:
+        rows += [
+            ("first bad position", report.first_bad_position),
+            ("request", report.request_id),
+            ("problem", report.problem),
+        ]
+    stdout.print(table("Decisions", ["", ""], rows))
 
 
 def _print_report(report: ChainReport, *, as_json: bool) -> None:

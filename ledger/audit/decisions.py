@@ -1,0 +1,169 @@
+"""`ledger verify --decisions`: re-execution verification.
+
+Every recorded request is decided again, in log order, by today's rules against a scratch store
+that has seen exactly the requests before it: the same parameters, prices and state as at its
+time. Its outcome (accepted or rejected, reason, message, every figure of its context such as
+band, T, U, q_max, amounts, and the events it recorded) must be what was recorded. The hash
+chain proves the log intact; this proves the decisions in it right. The cap invariant over
+history is checked on the way: no capped pool's T ever passed its upper limit through a
+transfer-in or a top-up.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from eventsourcing.utils import get_topic
+from pydantic import BaseModel, ConfigDict
+
+from ledger import limits
+from ledger.application import Ledger
+from ledger.commands import CommandInvalid, parse_command
+from ledger.domain.asset_pool import AssetPool
+from ledger.domain.request import Request
+
+INCREASING_MOVEMENTS = ("transfer_in", "top_up")
+
+
+class DecisionReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    is_right: bool
+    requests_checked: int
+    first_bad_position: int | None  # the position of the first request decided differently
+    request_id: str | None
+    problem: str | None
+    recorded: dict[str, Any] | None = None  # that request's recorded outcome
+    decided: dict[str, Any] | None = None  # and what the rules decide now
+    cap_overshoots: list[dict[str, str]]  # capped pools whose T passed U, with the position
+
+
+def verify_decisions(
+    ledger: Ledger, *, progress: Callable[[int, int], None] | None = None
+) -> DecisionReport:
+    from ledger.audit.reconcile import scratch_env
+
+    head = ledger.recorder.max_notification_id() or 0
+    checked = 0
+    with scratch_env(ledger) as env, Ledger(ledger.database_url, env=env) as scratch:
+        for position, event in _requests(ledger):
+            command_data = _command_as_decided(event)
+            try:
+                outcome = scratch.execute(parse_command(command_data))
+            except CommandInvalid as exc:
+                return _wrong(checked, position, event, None, f"now refused as invalid: {exc}")
+            decided = outcome.model_dump(mode="json", exclude={"duplicate"})
+            recorded = {k: v for k, v in event.outcome.items() if k != "duplicate"}
+            if decided != recorded:
+                return _wrong(
+                    checked, position, event, decided, _first_difference(recorded, decided)
+                )
+            checked += 1
+            if progress is not None and checked % limits.PROJECTION_BATCH_SIZE == 0:
+                progress(position, head)
+    overshoots = cap_overshoots(ledger)
+    first = overshoots[0] if overshoots else None
+    return DecisionReport(
+        is_right=not overshoots,
+        requests_checked=checked,
+        first_bad_position=None if first is None else int(first["position"]),
+        request_id=None,
+        problem=None
+        if first is None
+        else f"{first['event_id']} took T to {first['platform_total_after']}, past U "
+        f"{first['upper_limit']}",
+        cap_overshoots=overshoots,
+    )
+
+
+def _command_as_decided(event: Any) -> dict[str, Any]:
+    """The command as recorded, with the business time it was decided at when it gave none."""
+    data = dict(event.command)
+    if data.get("effective_at") is None:
+        data["effective_at"] = event.outcome["context"]["effective_at"]
+    return data
+
+
+def _requests(ledger: Ledger) -> Any:
+    topics = [get_topic(Request.Recorded)]
+    position = 0
+    for _batch in range(limits.PROJECTION_BATCHES_MAX):
+        notifications = ledger.recorder.select_notifications(
+            start=position,
+            limit=limits.PROJECTION_BATCH_SIZE,
+            topics=topics,
+            inclusive_of_start=False,
+        )
+        for notification in notifications:
+            yield notification.id, ledger.mapper.to_domain_event(notification)
+        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
+            return
+        position = notifications[-1].id
+    raise RuntimeError("the log has more batches than the batch bound allows")
+
+
+def cap_overshoots(ledger: Ledger) -> list[dict[str, str]]:
+    """Every increase of a capped pool by a transfer-in or top-up that left T above U."""
+    topics = [get_topic(AssetPool.CapSet), get_topic(AssetPool.TotalIncreased)]
+    upper_limits: dict[Any, Any] = {}
+    found = []
+    position = 0
+    for _batch in range(limits.PROJECTION_BATCHES_MAX):
+        notifications = ledger.recorder.select_notifications(
+            start=position,
+            limit=limits.PROJECTION_BATCH_SIZE,
+            topics=topics,
+            inclusive_of_start=False,
+        )
+        for notification in notifications:
+            event: Any = ledger.mapper.to_domain_event(notification)
+            if isinstance(event, AssetPool.CapSet):
+                upper_limits[event.originator_id] = event.cap_params.upper_limit
+                continue
+            limit = upper_limits.get(event.originator_id)
+            if (
+                limit is not None
+                and event.movement in INCREASING_MOVEMENTS
+                and event.platform_total_after > limit
+            ):
+                found.append(
+                    {
+                        "position": str(notification.id),
+                        "event_id": event.event_id,
+                        "account": event.account_id,
+                        "platform_total_after": str(event.platform_total_after),
+                        "upper_limit": str(limit),
+                    }
+                )
+        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
+            return found
+        position = notifications[-1].id
+    raise RuntimeError("the log has more batches than the batch bound allows")
+
+
+def _wrong(
+    checked: int, position: int, event: Any, decided: dict[str, Any] | None, problem: str
+) -> DecisionReport:
+    return DecisionReport(
+        is_right=False,
+        requests_checked=checked,
+        first_bad_position=position,
+        request_id=event.request_id,
+        problem=problem,
+        recorded=event.outcome,
+        decided=decided,
+        cap_overshoots=[],
+    )
+
+
+def _first_difference(recorded: dict[str, Any], decided: dict[str, Any]) -> str:
+    for key in sorted(set(recorded) | set(decided)):
+        if recorded.get(key) != decided.get(key):
+            if isinstance(recorded.get(key), dict) and isinstance(decided.get(key), dict):
+                inner = _first_difference(recorded[key], decided[key])
+                return f"{key}.{inner}"
+            return (
+                f"{key}: recorded {json.dumps(recorded.get(key))}, "
+                f"decided now {json.dumps(decided.get(key))}"
+            )
+    return "the outcomes differ"
