@@ -23,6 +23,7 @@ from projections.asset_totals import AssetTotals
 from projections.band_timeline import BandTimeline
 from projections.event_index import EventIndex
 from projections.journal import Journal
+from projections.sql import Table
 from projections.store import Positioned, PostgresReadStore, ReadModel, ReadStore, SQLiteReadStore
 
 MODELS: tuple[type[ReadModel], ...] = (EventIndex, Accounts, AssetTotals, BandTimeline, Journal)
@@ -45,12 +46,21 @@ class UnknownProjection(ValueError):
     """A projection name that is not one of MODELS."""
 
 
+# Where `ledger reconcile` notes the log position of each clean run (--since-checkpoint).
+RECONCILE_CHECKPOINTS = Table(
+    name="reconcile_checkpoints",
+    columns=(("position", "int"), ("checked_at", "text")),
+    primary_key=("position",),
+)
+STORE_TABLES = (*(table for model in MODELS for table in model.tables), RECONCILE_CHECKPOINTS)
+
+
 class _SQLiteStore(SQLiteReadStore):
-    tables = tuple(table for model in MODELS for table in model.tables)
+    tables = STORE_TABLES
 
 
 class _PostgresStore(PostgresReadStore):
-    tables = tuple(table for model in MODELS for table in model.tables)
+    tables = STORE_TABLES
 
 
 class ReadModels:

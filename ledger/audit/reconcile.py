@@ -12,12 +12,13 @@
 """
 
 import csv
+import json
 import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from ledger.money import format_plain, parse_decimal
 from ledger.params import QUOTE_ASSET
 from ledger.queries import AccountIdInvalid, parse_account_id
 from ledger.times import NotATime, format_time, parse_time
+from projections.runner import RECONCILE_CHECKPOINTS
 
 DIFFERENCES_LISTED_MAX = 1000  # per check; the count is always complete
 TABLE_CHUNK_ROWS = 5000  # rows compared per query when walking two tables side by side
@@ -66,6 +68,8 @@ class ReconcileReport(BaseModel):
     is_clean: bool
     position: int  # the log position everything was checked at
     checks: list[CheckResult]
+    since_checkpoint: int | None = None  # the clean run's position this one started from
+    checkpoint_recorded: bool = False  # this run was clean: its position is the next checkpoint
 
 
 class ExternalReportInvalid(ValueError):
@@ -86,8 +90,15 @@ def reconcile(
     ledger: Ledger,
     *,
     external: Path | None = None,
+    since_checkpoint: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReconcileReport:
+    """Every check; a clean run records its log position as the next checkpoint.
+
+    With `since_checkpoint` (and a checkpoint recorded), the full replay is replaced by checking
+    only the accounts the log changed since the last clean run against the write side's
+    aggregates; the per-asset, journal and fund checks are whole-store sums and always run.
+    """
     from projections.queries import ReadSide
     from projections.runner import ReadModels
 
@@ -95,17 +106,77 @@ def reconcile(
     with ReadModels(ledger) as read_models:
         position = read_models.catch_up(progress=progress)
         reader = ReadSide(read_models, catch_up=False)
+        checkpoint = last_checkpoint(read_models) if since_checkpoint else None
+        first = (
+            _check_replay(ledger, read_models, position, progress)
+            if checkpoint is None
+            else _check_changed_accounts(ledger, read_models, reader, checkpoint)
+        )
         checks = [
-            _check_replay(ledger, read_models, position, progress),
+            first,
             _check_asset_totals(ledger, reader),
             _check_journal(read_models, reader),
             _check_insurance_fund(ledger, read_models, position),
         ]
         if rows is not None:
             checks.append(_check_external(reader, rows))
+        is_clean = all(c.is_clean for c in checks)
+        if is_clean:
+            with read_models.store.transaction() as db:
+                db.upsert(RECONCILE_CHECKPOINTS, [(position, format_time(datetime.now(UTC)))])
     return ReconcileReport(
-        is_clean=all(c.is_clean for c in checks), position=position, checks=checks
+        is_clean=is_clean,
+        position=position,
+        checks=checks,
+        since_checkpoint=checkpoint,
+        checkpoint_recorded=is_clean,
     )
+
+
+def last_checkpoint(read_models: Any) -> int | None:
+    with read_models.store.transaction(commit=False) as db:
+        rows = db.query("SELECT MAX(position) FROM {reconcile_checkpoints}")
+    return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+
+def _check_changed_accounts(
+    ledger: Ledger, read_models: Any, reader: Any, checkpoint: int
+) -> CheckResult:
+    """The accounts the log changed after `checkpoint`, against the write side's aggregates."""
+    from ledger.queries import account_view
+
+    with read_models.store.transaction(commit=False) as db:
+        changed = db.query(
+            "SELECT account_id, last_position FROM {accounts} WHERE last_position > ? "
+            "ORDER BY account_id",
+            (checkpoint,),
+        )
+    differences = []
+    for account_id, last_position in changed:
+        found = reader.account(account_id)
+        expected = account_view(ledger, account_id)
+        if found == expected:
+            continue
+        fields = [
+            name
+            for name in type(found).model_fields
+            if getattr(found, name) != getattr(expected, name)
+        ]
+        differences.append(
+            Difference(
+                subject=f"accounts({account_id})",
+                account=account_id,
+                expected=json_text(expected.model_dump(mode="json", include=set(fields))),
+                found=json_text(found.model_dump(mode="json", include=set(fields))),
+                position=int(last_position),
+                detail=f"differs from the write side in {', '.join(fields)}",
+            )
+        )
+    return _result("read_models", differences)
+
+
+def json_text(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
 
 
 def _result(name: str, differences: list[Difference]) -> CheckResult:

@@ -201,6 +201,14 @@ def reconcile_command(
             "the ledger's holdings as of each as_of.",
         ),
     ] = None,
+    since_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--since-checkpoint",
+            help="Instead of replaying the whole log, check the accounts changed since the last "
+            "clean run against the write side (the sums, journal and fund checks still run).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -214,7 +222,9 @@ def reconcile_command(
     """
     with open_ledger(db) as ledger, progress_bar("reconciling", quiet=quiet) as advance:
         try:
-            report = reconcile(ledger, external=external, progress=advance)
+            report = reconcile(
+                ledger, external=external, since_checkpoint=since_checkpoint, progress=advance
+            )
         except ExternalReportInvalid as exc:
             error(f"--external: {exc}")
             raise typer.Exit(EXIT_CANNOT_RUN) from None
@@ -223,7 +233,12 @@ def reconcile_command(
     else:
         stdout.print(
             table(
-                f"Reconciliation at log position {report.position}",
+                f"Reconciliation at log position {report.position}"
+                + (
+                    ""
+                    if report.since_checkpoint is None
+                    else f" (changes since the clean run at {report.since_checkpoint})"
+                ),
                 ["check", "result", "differences", "first position"],
                 [
                     (

@@ -900,3 +900,72 @@ def test_a_corrupted_insurance_fund_book_is_reported(store: Store, reconciler: R
     [row] = check(report, "read_models")["differences"]
     assert row["subject"] == "journal_balances(book=platform/insurance_fund, asset=USDT)"
     assert "debit_total=132.72" in row["expected"] and "debit_total=140" in row["found"]
+
+
+# --- since the last clean run ------------------------------------------------------------------
+
+
+def test_since_checkpoint_checks_the_accounts_changed_after_the_last_clean_run(
+    store: Store, reconciler: Reconciler
+) -> None:
+    """A clean full run records its position; the next run with --since-checkpoint compares
+    only accounts whose last event came later, against the write side, without a replay."""
+    first = reconciler.report("--since-checkpoint", exit_code=EXIT_OK)
+    assert first["since_checkpoint"] is None  # no checkpoint yet: the full replay ran
+    assert first["checkpoint_recorded"] is True
+    assert reconciler.made, "the first run replays into a scratch store"
+
+    with Ledger(store.url) as ledger:
+        outcome = run(
+            ledger,
+            command(
+                "transfer_in",
+                effective_at=at(500),
+                user="u2",
+                account="portfolio",
+                asset="USDT",
+                quantity="7",
+            ),
+        )
+        assert outcome.is_accepted, outcome
+    made_before = len(reconciler.made)
+    clean = reconciler.report("--since-checkpoint", exit_code=EXIT_OK)
+    assert clean["since_checkpoint"] == first["position"]
+    assert len(reconciler.made) == made_before, "no replay since a checkpoint"
+
+    # u2 changed after the checkpoint: its corrupted row is found, with its last position.
+    with Ledger(store.url) as ledger:
+        run(
+            ledger,
+            command(
+                "transfer_in",
+                effective_at=at(501),
+                user="u2",
+                account="portfolio",
+                asset="USDT",
+                quantity="1",
+            ),
+        )
+        u2_id = MarginAccount.create_id("u2", "portfolio")
+        # The account's last event: the request's own event comes after it.
+        u2_last = max(
+            n.id
+            for n in ledger.recorder.select_notifications(start=1, limit=100_000)
+            if n.originator_id == u2_id
+        )
+    checkpoint = clean["position"]
+    with Ledger(store.url) as ledger, ReadModels(ledger) as read_models:
+        read_models.catch_up()
+        with read_models.store.transaction() as db:
+            db.execute(
+                "UPDATE {account_balances} SET holding = ? WHERE account_id = ? AND asset = ?",
+                (db.dec(Decimal("9")), "u2:portfolio", "USDT"),
+            )
+    report = reconciler.report("--since-checkpoint", exit_code=EXIT_DIFFERENCES)
+    assert report["since_checkpoint"] == checkpoint
+    assert report["checkpoint_recorded"] is False
+    [difference] = check(report, "read_models")["differences"]
+    assert difference["account"] == "u2:portfolio"
+    assert difference["position"] == u2_last
+    assert "holdings" in difference["detail"]
+    assert json.loads(difference["found"])["holdings"]["USDT"] == "9"
