@@ -22,7 +22,8 @@ from ledger.commands import CommandInvalid, parse_command
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.request import Request
 
-INCREASING_MOVEMENTS = ("transfer_in", "top_up")
+# The movements the max collateral rule governs (DOMAIN.md §3, §7): transfer-ins and top-ups.
+CAPPED_MOVEMENTS = ("transfer_in", "auto_top_up")
 
 
 class DecisionReport(BaseModel):
@@ -48,16 +49,19 @@ def verify_decisions(
     with scratch_env(ledger) as env, Ledger(ledger.database_url, env=env) as scratch:
         for position, event in _requests(ledger):
             command_data = _command_as_decided(event)
+            if command_data is None:
+                problem = "the recorded outcome does not say when it was decided (effective_at)"
+                return _wrong(ledger, checked, position, event, None, problem)
             try:
                 outcome = scratch.execute(parse_command(command_data))
             except CommandInvalid as exc:
-                return _wrong(checked, position, event, None, f"now refused as invalid: {exc}")
+                problem = f"now refused as invalid: {exc}"
+                return _wrong(ledger, checked, position, event, None, problem)
             decided = outcome.model_dump(mode="json", exclude={"duplicate"})
             recorded = {k: v for k, v in event.outcome.items() if k != "duplicate"}
             if decided != recorded:
-                return _wrong(
-                    checked, position, event, decided, _first_difference(recorded, decided)
-                )
+                problem = _first_difference(recorded, decided)
+                return _wrong(ledger, checked, position, event, decided, problem)
             checked += 1
             if progress is not None and checked % limits.PROJECTION_BATCH_SIZE == 0:
                 progress(position, head)
@@ -76,11 +80,15 @@ def verify_decisions(
     )
 
 
-def _command_as_decided(event: Any) -> dict[str, Any]:
-    """The command as recorded, with the business time it was decided at when it gave none."""
+def _command_as_decided(event: Any) -> dict[str, Any] | None:
+    """The command as recorded, with the business time it was decided at when it gave none;
+    None when the record does not say (every outcome the ledger writes does)."""
     data = dict(event.command)
     if data.get("effective_at") is None:
-        data["effective_at"] = event.outcome["context"]["effective_at"]
+        context = event.outcome.get("context")
+        if not isinstance(context, dict) or "effective_at" not in context:
+            return None
+        data["effective_at"] = context["effective_at"]
     return data
 
 
@@ -123,7 +131,7 @@ def cap_overshoots(ledger: Ledger) -> list[dict[str, str]]:
             limit = upper_limits.get(event.originator_id)
             if (
                 limit is not None
-                and event.movement in INCREASING_MOVEMENTS
+                and event.movement in CAPPED_MOVEMENTS
                 and event.platform_total_after > limit
             ):
                 found.append(
@@ -142,8 +150,14 @@ def cap_overshoots(ledger: Ledger) -> list[dict[str, str]]:
 
 
 def _wrong(
-    checked: int, position: int, event: Any, decided: dict[str, Any] | None, problem: str
+    ledger: Ledger,
+    checked: int,
+    position: int,
+    event: Any,
+    decided: dict[str, Any] | None,
+    problem: str,
 ) -> DecisionReport:
+    """The report of the first request decided differently (the cap check still runs)."""
     return DecisionReport(
         is_right=False,
         requests_checked=checked,
@@ -152,7 +166,7 @@ def _wrong(
         problem=problem,
         recorded=event.outcome,
         decided=decided,
-        cap_overshoots=[],
+        cap_overshoots=cap_overshoots(ledger),
     )
 
 
