@@ -40,9 +40,7 @@ def accrue_interest(ledger: "Ledger", command: AccrueInterest) -> Outcome:
     interest: dict[str, Decimal] = {}
     for account_id in borrower_ids(ledger):
         scanned += 1
-        charges = on_account(
-            ledger, command, account_id, lambda unit, a: settle_interest(unit, a, command.until)
-        )
+        charges = on_account(ledger, command, account_id, account_act(command))
         charged_accounts += bool(charges)
         hours += len(charges)
         for charge in charges:
@@ -70,9 +68,7 @@ def check_margins(ledger: "Ledger", command: CheckMargins) -> Outcome:
     for account_id in borrower_ids(ledger):
         scanned += 1
         try:
-            done = on_account(
-                ledger, command, account_id, lambda unit, a: sweep_account(unit, a, command)
-            )
+            done = on_account(ledger, command, account_id, account_act(command))
         except CommandInvalid as invalid:  # e.g. an asset with no price: reported, not hidden
             account = ledger.get_aggregate(MarginAccount, account_id)
             skipped.append(
@@ -107,6 +103,15 @@ def check_margins(ledger: "Ledger", command: CheckMargins) -> Outcome:
             "skipped": skipped[: limits.JOB_ACCOUNTS_LISTED_MAX],
         },
     )
+
+
+def account_act(command: CommandBase) -> Callable[[UnitOfWork, MarginAccount], Any]:
+    """What a job does to one account: the unit each of its per-account saves holds."""
+    if isinstance(command, AccrueInterest):
+        until = command.until
+        return lambda unit, account: settle_interest(unit, account, until)
+    assert isinstance(command, CheckMargins), command
+    return lambda unit, account: sweep_account(unit, account, command)
 
 
 def on_account(

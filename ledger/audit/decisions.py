@@ -3,14 +3,17 @@
 Every recorded request is decided again, in log order, by today's rules against a scratch store
 that has seen exactly the requests before it: the same parameters, prices and state as at its
 time. Its outcome (accepted or rejected, reason, message, every figure of its context such as
-band, T, U, q_max, amounts, and the events it recorded) must be what was recorded. The hash
+band, T, U, q_max, amounts, and the events it recorded) must be what was recorded. A job (the
+interest accrual, the risk sweep) saves each account's part on its own, before its Request and
+maybe between other requests: each part is decided again where it was saved and its events
+compared (the job's summary counts what one run did, which the log cannot tell apart). The hash
 chain proves the log intact; this proves the decisions in it right. The cap invariant over
 history is checked on the way: no capped pool's T ever passed its upper limit through a
 transfer-in or a top-up.
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from eventsourcing.utils import get_topic
@@ -18,9 +21,14 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger import limits
 from ledger.application import Ledger
-from ledger.commands import CommandInvalid, parse_command
+from ledger.commands import CommandBase, CommandInvalid, parse_command
+from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
+from ledger.domain.registry import event_name
 from ledger.domain.request import Request
+from ledger.jobs import account_act, on_account
+
+JOB_TYPES = ("accrue_interest", "check_margins")
 
 # The movements the max collateral rule governs (DOMAIN.md §3, §7): transfer-ins and top-ups.
 CAPPED_MOVEMENTS = ("transfer_in", "auto_top_up")
@@ -45,23 +53,32 @@ def verify_decisions(
     from ledger.audit.reconcile import scratch_env
 
     head = ledger.recorder.max_notification_id() or 0
+    jobs = _job_commands(ledger)
     checked = 0
     with scratch_env(ledger) as env, Ledger(ledger.database_url, env=env) as scratch:
-        for position, event in _requests(ledger):
-            command_data = _command_as_decided(event)
+        for position, events, request in _transactions(ledger, jobs):
+            if request is None:  # one account's part of a job, decided where it was saved
+                problem = _redo_job_part(scratch, jobs[events[0].request_id], events)
+                if problem is not None:
+                    return _wrong(ledger, checked, position, events[0], None, problem)
+                continue
+            if request.request_id in jobs:
+                checked += 1  # its per-account parts were decided again above; the summary
+                continue  # counts what one run did, which the log cannot tell apart
+            command_data = _command_as_decided(request)
             if command_data is None:
                 problem = "the recorded outcome does not say when it was decided (effective_at)"
-                return _wrong(ledger, checked, position, event, None, problem)
+                return _wrong(ledger, checked, position, request, None, problem)
             try:
                 outcome = scratch.execute(parse_command(command_data))
             except CommandInvalid as exc:
                 problem = f"now refused as invalid: {exc}"
-                return _wrong(ledger, checked, position, event, None, problem)
+                return _wrong(ledger, checked, position, request, None, problem)
             decided = outcome.model_dump(mode="json", exclude={"duplicate"})
-            recorded = {k: v for k, v in event.outcome.items() if k != "duplicate"}
+            recorded = {k: v for k, v in request.outcome.items() if k != "duplicate"}
             if decided != recorded:
                 problem = _first_difference(recorded, decided)
-                return _wrong(ledger, checked, position, event, decided, problem)
+                return _wrong(ledger, checked, position, request, decided, problem)
             checked += 1
             if progress is not None and checked % limits.PROJECTION_BATCH_SIZE == 0:
                 progress(position, head)
@@ -78,6 +95,94 @@ def verify_decisions(
         f"{first['upper_limit']}",
         cap_overshoots=overshoots,
     )
+
+
+def _job_commands(ledger: Ledger) -> dict[str, CommandBase]:
+    """The jobs' commands by request id: their per-account parts come before their Request."""
+    found = {}
+    for _position, request in _requests(ledger):
+        if request.command_type in JOB_TYPES:
+            data = _command_as_decided(request)
+            if data is not None:
+                found[request.request_id] = parse_command(data)
+    return found
+
+
+def _transactions(
+    ledger: Ledger, jobs: dict[str, CommandBase]
+) -> Iterator[tuple[int, list[Any], Any]]:
+    """In log order: (position, [], Request) for every request, and (position of its first
+    event, its events, None) for every per-account part of a job."""
+    part: list[Any] = []
+    part_position = 0
+    for position, event in _all_events(ledger):
+        is_job_part = event.request_id in jobs and not isinstance(event, Request.Recorded)
+        starts_part = isinstance(event, MarginAccount.Event) and (
+            not part
+            or part[0].originator_id != event.originator_id
+            or part[0].request_id != event.request_id
+        )
+        if part and (not is_job_part or starts_part):
+            yield part_position, part, None
+            part = []
+        if is_job_part:
+            if not part:
+                part_position = position
+            part.append(event)
+        elif isinstance(event, Request.Recorded):
+            yield position, [], event
+    if part:
+        yield part_position, part, None
+
+
+def _redo_job_part(scratch: Ledger, command: CommandBase, recorded: list[Any]) -> str | None:
+    """Decide one account's part of a job again; what differs, or None."""
+    account = recorded[0]
+    if not isinstance(account, MarginAccount.Event):
+        return "a job's part that does not start with the account's event"
+    before = scratch.recorder.max_notification_id() or 0
+    on_account(scratch, command, account.originator_id, account_act(command))
+    decided = [
+        scratch.mapper.to_domain_event(n)
+        for n in scratch.recorder.select_notifications(
+            start=before, limit=limits.PROJECTION_BATCH_SIZE, inclusive_of_start=False
+        )
+    ]
+    recorded_facts, decided_facts = _facts(recorded), _facts(decided)
+    if recorded_facts == decided_facts:
+        return None
+    for index, (was, now) in enumerate(zip(recorded_facts, decided_facts, strict=False)):
+        if was != now:
+            return (
+                f"{command.command_type} on {account.originator_id}, event {index + 1}: "
+                f"recorded {json.dumps(was)}, decided now {json.dumps(now)}"
+            )
+    return (
+        f"{command.command_type} on {account.originator_id}: recorded "
+        f"{len(recorded_facts)} events, decided now {len(decided_facts)}"
+    )
+
+
+def _facts(events: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"type": event_name(e), **e.model_dump(mode="json", exclude={"timestamp"})} for e in events
+    ]
+
+
+def _all_events(ledger: Ledger) -> Iterator[tuple[int, Any]]:
+    position = 0
+    for _batch in range(limits.PROJECTION_BATCHES_MAX):
+        notifications = ledger.recorder.select_notifications(
+            start=position, limit=limits.PROJECTION_BATCH_SIZE, inclusive_of_start=False
+        )
+        for notification in notifications:
+            event = ledger.mapper.to_domain_event(notification)
+            if hasattr(event, "request_id"):  # not a snapshot
+                yield notification.id, event
+        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
+            return
+        position = notifications[-1].id
+    raise RuntimeError("the log has more batches than the batch bound allows")
 
 
 def _command_as_decided(event: Any) -> dict[str, Any] | None:

@@ -851,11 +851,6 @@ def test_invalid_commands_and_duplicates_later_do_not_disturb_the_verification(
 # --- bugs ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a job stopped half-way and run again (jobs.py's documented recovery) is "
-    "reported as a wrong decision: the scratch store never saw the saved per-account part",
-)
 def test_a_job_stopped_half_way_and_run_again_verifies_right(database_url: str) -> None:
     """jobs.py: each account's part of a job is saved on its own and the Request last; a job
     stopped half-way is run again with the same request_id and does not charge twice. Here the
