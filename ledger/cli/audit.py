@@ -1,11 +1,12 @@
 """`ledger digest` and `ledger verify`: tamper evidence over the whole event log."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ledger.audit.chain import Digest
 from ledger.audit.decisions import DecisionReport, verify_decisions
+from ledger.audit.snapshots import SnapshotReport, verify_snapshots
 from ledger.audit.verify import ChainReport, head_digest, verify_chain
 from ledger.cli.main import EXIT_CANNOT_RUN, DbOption, JsonOption, app, open_ledger
 from ledger.cli.output import error, print_json, progress_bar, stdout, table
@@ -53,12 +54,21 @@ def verify(
             "store, and check each recorded outcome; and that no capped pool's T ever passed U.",
         ),
     ] = False,
+    snapshots: Annotated[
+        bool,
+        typer.Option(
+            "--snapshots",
+            help="Also check every stored snapshot against a replay of its aggregate's events "
+            "(snapshots are outside the chain).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute the hash chain from the first event and report the first log position where
     the stored log or the stored chain disagrees. With --decisions, also re-decide every
-    request (re-execution verification) and report the first one decided differently.
+    request (re-execution verification) and report the first one decided differently; with
+    --snapshots, also check every snapshot against a replay.
 
     Exit code 0 intact (and right), 1 tampered (or a decision differs), 2 could not run.
 
@@ -74,21 +84,45 @@ def verify(
         progress_bar("verifying", quiet=quiet) as advance,
     ):
         report = verify_chain(ledger, digest=pinned, progress=advance)
-    if not decisions:
+    if not decisions and not snapshots:
         _print_report(report, as_json=as_json)
         raise typer.Exit(EXIT_INTACT if report.is_intact else EXIT_TAMPERED)
-    # Re-deciding needs a scratch store to write to: not for a read-only role.
-    with open_ledger(db) as ledger, progress_bar("re-deciding", quiet=quiet) as advance:
-        decided = verify_decisions(ledger, progress=advance)
-    if as_json:
-        print_json(
-            {"chain": report.model_dump(mode="json"), "decisions": decided.model_dump(mode="json")}
-        )
-    else:
+    sections: dict[str, Any] = {"chain": report.model_dump(mode="json")}
+    is_right = report.is_intact
+    if not as_json:
         _print_report(report, as_json=False)
-        _print_decisions(decided)
-    is_right = report.is_intact and decided.is_right
+    if decisions:
+        # Re-deciding needs a scratch store to write to: not for a read-only role.
+        with open_ledger(db) as ledger, progress_bar("re-deciding", quiet=quiet) as advance:
+            decided = verify_decisions(ledger, progress=advance)
+        sections["decisions"] = decided.model_dump(mode="json")
+        is_right = is_right and decided.is_right
+        if not as_json:
+            _print_decisions(decided)
+    if snapshots:
+        with open_ledger(db, read_only=True) as ledger:
+            checked = verify_snapshots(ledger)
+        sections["snapshots"] = checked.model_dump(mode="json")
+        is_right = is_right and checked.is_right
+        if not as_json:
+            _print_snapshots(checked)
+    if as_json:
+        print_json(sections)
     raise typer.Exit(EXIT_INTACT if is_right else EXIT_TAMPERED)
+
+
+def _print_snapshots(report: SnapshotReport) -> None:
+    rows: list[tuple[str, object]] = [
+        ("result", "right" if report.is_right else "WRONG"),
+        ("snapshots checked", report.snapshots_checked),
+    ]
+    if not report.is_right:
+        rows += [
+            ("aggregate", report.aggregate_id),
+            ("version", report.version),
+            ("problem", report.problem),
+        ]
+    stdout.print(table("Snapshots", ["", ""], rows))
 
 
 def _print_decisions(report: DecisionReport) -> None:
