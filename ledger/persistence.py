@@ -3,7 +3,7 @@
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
@@ -49,6 +49,33 @@ class JSONTranscoder(Transcoder):
 
     def decode(self, data: bytes) -> Any:
         return json.loads(data)
+
+
+def is_postgres(env: Mapping[str, str]) -> bool:
+    return env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres"
+
+
+def raw_table(recorder: Any, name: str | None = None) -> str:
+    """A table of `recorder`'s store (its events table by default) for hand-written SQL:
+    schema-qualified on PostgreSQL."""
+    table = name or recorder.events_table_name
+    schema = getattr(recorder.datastore, "schema", None)  # PostgreSQL datastores only
+    return table if schema is None else f'"{schema}"."{table}"'
+
+
+def raw_position_column(recorder: Any) -> str:
+    """The column holding an event's log position: SQLite's rowid, PostgreSQL's bigserial."""
+    return "rowid" if getattr(recorder.datastore, "schema", None) is None else "notification_id"
+
+
+def raw_rows(recorder: Any, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of hand-written SQL (`?` placeholders) on `recorder`'s store, as plain tuples; for
+    reading the stored bytes as they are, where the library has no query."""
+    is_postgres_store = getattr(recorder.datastore, "schema", None) is not None
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(text.replace("?", "%s") if is_postgres_store else text, params)
+        rows = cursor.fetchall()
+    return [tuple(row.values()) if is_postgres_store else tuple(row) for row in rows]
 
 
 class DatabaseUrlError(ValueError):
@@ -115,7 +142,7 @@ def env_for_url(url: str) -> dict[str, str]:
     )
 
 
-def _postgres_connect(env: dict[str, str]) -> "psycopg.Connection[Any]":
+def postgres_connect(env: dict[str, str]) -> "psycopg.Connection[Any]":
     import psycopg
 
     return psycopg.connect(
@@ -140,7 +167,7 @@ def schema_setup_lock(env: dict[str, str]) -> Iterator[None]:
     process does the same; an exclusive lock on a file beside the database serialises it.
     """
     module = env.get("PERSISTENCE_MODULE")
-    if module == "eventsourcing.postgres":
+    if is_postgres(env):
         with _postgres_setup_lock(env):
             yield
     elif module == "eventsourcing.sqlite" and ":memory:" not in env["SQLITE_DBNAME"]:
@@ -158,7 +185,7 @@ def _postgres_setup_lock(env: dict[str, str]) -> Iterator[None]:
     schema = env.get("POSTGRES_SCHEMA") or "public"
     key = int.from_bytes(hashlib.sha256(f"ledger-setup:{schema}".encode()).digest()[:8], "big")
     key -= 1 << 63  # a signed 64-bit advisory lock key
-    with _postgres_connect(env) as connection:
+    with postgres_connect(env) as connection:
         connection.execute("SELECT pg_advisory_lock(%s)", (key,))
         try:
             if schema != "public":

@@ -52,7 +52,6 @@ class EventIndex(ReadModel):
                     event.actor,
                 )
                 for position, event in events
-                if hasattr(event, "effective_at")  # not a snapshot
             ),
             update=(),
         )

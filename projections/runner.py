@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger import limits
 from ledger.application import Ledger
-from ledger.persistence import schema_setup_lock
+from ledger.persistence import (
+    is_postgres,
+    raw_position_column,
+    raw_rows,
+    raw_table,
+    schema_setup_lock,
+)
 from projections.accounts import Accounts
 from projections.asset_totals import AssetTotals
 from projections.band_timeline import BandTimeline
@@ -71,7 +77,7 @@ class ReadModels:
         library settings of another store), kept there: a scratch replay to compare with."""
         self.ledger = ledger
         env = dict(ledger.env) if store_env is None else store_env
-        self.is_postgres = env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+        self.is_postgres = is_postgres(env)
         self._factory = InfrastructureFactory.construct(Environment(STORE_NAME, env))
         with schema_setup_lock(env):
             store = self._factory.tracking_recorder(
@@ -237,13 +243,10 @@ class ReadModels:
     def _count_after(self, position: int) -> int:
         """Events after `position` (PostgreSQL positions have gaps: count, don't subtract)."""
         recorder: Any = self.ledger.recorder
-        if self.is_postgres:
-            table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(
-                    f"SELECT count(*) AS n FROM {table} WHERE notification_id > %s", (position,)
-                )
-                return int(cursor.fetchone()["n"])
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT count(*) FROM stored_events WHERE rowid > ?", (position,))
-            return int(cursor.fetchone()[0])
+        column = raw_position_column(recorder)
+        [(count,)] = raw_rows(
+            recorder,
+            f"SELECT count(*) FROM {raw_table(recorder)} WHERE {column} > ?",
+            (position,),
+        )
+        return int(count)

@@ -27,6 +27,8 @@ from ledger.domain.asset_pool import AssetPool
 from ledger.domain.registry import event_name
 from ledger.domain.request import Request
 from ledger.jobs import account_act, on_account
+from ledger.log import log_events
+from ledger.money import format_plain
 
 JOB_TYPES = ("accrue_interest", "check_margins")
 
@@ -115,7 +117,7 @@ def _transactions(
     event, its events, None) for every per-account part of a job."""
     part: list[Any] = []
     part_position = 0
-    for position, event in _all_events(ledger):
+    for position, event in log_events(ledger):
         is_job_part = event.request_id in jobs and not isinstance(event, Request.Recorded)
         starts_part = isinstance(event, MarginAccount.Event) and (
             not part
@@ -169,22 +171,6 @@ def _facts(events: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _all_events(ledger: Ledger) -> Iterator[tuple[int, Any]]:
-    position = 0
-    for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        notifications = ledger.recorder.select_notifications(
-            start=position, limit=limits.PROJECTION_BATCH_SIZE, inclusive_of_start=False
-        )
-        for notification in notifications:
-            event = ledger.mapper.to_domain_event(notification)
-            if hasattr(event, "request_id"):  # not a snapshot
-                yield notification.id, event
-        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-            return
-        position = notifications[-1].id
-    raise RuntimeError("the log has more batches than the batch bound allows")
-
-
 def _command_as_decided(event: Any) -> dict[str, Any] | None:
     """The command as recorded, with the business time it was decided at when it gave none;
     None when the record does not say (every outcome the ledger writes does)."""
@@ -197,22 +183,8 @@ def _command_as_decided(event: Any) -> dict[str, Any] | None:
     return data
 
 
-def _requests(ledger: Ledger) -> Any:
-    topics = [get_topic(Request.Recorded)]
-    position = 0
-    for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        notifications = ledger.recorder.select_notifications(
-            start=position,
-            limit=limits.PROJECTION_BATCH_SIZE,
-            topics=topics,
-            inclusive_of_start=False,
-        )
-        for notification in notifications:
-            yield notification.id, ledger.mapper.to_domain_event(notification)
-        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-            return
-        position = notifications[-1].id
-    raise RuntimeError("the log has more batches than the batch bound allows")
+def _requests(ledger: Ledger) -> Iterator[tuple[int, Any]]:
+    return log_events(ledger, topics=[get_topic(Request.Recorded)])
 
 
 def cap_overshoots(ledger: Ledger) -> list[dict[str, str]]:
@@ -220,38 +192,26 @@ def cap_overshoots(ledger: Ledger) -> list[dict[str, str]]:
     topics = [get_topic(AssetPool.CapSet), get_topic(AssetPool.TotalIncreased)]
     upper_limits: dict[Any, Any] = {}
     found = []
-    position = 0
-    for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        notifications = ledger.recorder.select_notifications(
-            start=position,
-            limit=limits.PROJECTION_BATCH_SIZE,
-            topics=topics,
-            inclusive_of_start=False,
-        )
-        for notification in notifications:
-            event: Any = ledger.mapper.to_domain_event(notification)
-            if isinstance(event, AssetPool.CapSet):
-                upper_limits[event.originator_id] = event.cap_params.upper_limit
-                continue
-            limit = upper_limits.get(event.originator_id)
-            if (
-                limit is not None
-                and event.movement in CAPPED_MOVEMENTS
-                and event.platform_total_after > limit
-            ):
-                found.append(
-                    {
-                        "position": str(notification.id),
-                        "event_id": event.event_id,
-                        "account": event.account_id,
-                        "platform_total_after": str(event.platform_total_after),
-                        "upper_limit": str(limit),
-                    }
-                )
-        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-            return found
-        position = notifications[-1].id
-    raise RuntimeError("the log has more batches than the batch bound allows")
+    for position, event in log_events(ledger, topics=topics):
+        if isinstance(event, AssetPool.CapSet):
+            upper_limits[event.originator_id] = event.cap_params.upper_limit
+            continue
+        limit = upper_limits.get(event.originator_id)
+        if (
+            limit is not None
+            and event.movement in CAPPED_MOVEMENTS
+            and event.platform_total_after > limit
+        ):
+            found.append(
+                {
+                    "position": str(position),
+                    "event_id": event.event_id,
+                    "account": event.account_id,
+                    "platform_total_after": format_plain(event.platform_total_after),
+                    "upper_limit": format_plain(limit),
+                }
+            )
+    return found
 
 
 def _wrong(

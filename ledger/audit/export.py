@@ -25,6 +25,7 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.asset import Asset
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.registry import event_name
+from ledger.log import log_batches
 from ledger.queries import parse_account_id
 from ledger.times import format_time
 
@@ -91,22 +92,14 @@ def export_rows(
 ) -> Iterator[dict[str, Any]]:
     """The selected events in log order, as rows of COLUMNS, one batch in memory at a time."""
     head = ledger.recorder.max_notification_id() or 0
-    position = 0
-    for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        notifications = ledger.recorder.select_notifications(
-            start=position, limit=limits.PROJECTION_BATCH_SIZE, inclusive_of_start=False
-        )
+    for notifications in log_batches(ledger):
         for notification in notifications:
             event: Any = ledger.mapper.to_domain_event(notification)
-            if hasattr(event, "effective_at") and selection.accepts(event):
+            if selection.accepts(event):
                 yield _row(notification.id, event)
-        if notifications:
+        if progress is not None:
             position = notifications[-1].id
-            if progress is not None:
-                progress(position, max(head, position))
-        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-            return
-    raise RuntimeError("the log has more batches than the batch bound allows")
+            progress(position, max(head, position))
 
 
 def _row(position: int, event: Any) -> dict[str, Any]:

@@ -30,8 +30,10 @@ from ledger import limits
 from ledger.application import Ledger
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.insurance_fund import InsuranceFund
+from ledger.log import log_events
 from ledger.money import format_plain, parse_decimal
 from ledger.params import QUOTE_ASSET
+from ledger.persistence import is_postgres, postgres_connect
 from ledger.queries import AccountIdInvalid, parse_account_id
 from ledger.times import NotATime, format_time, parse_time
 from projections.runner import RECONCILE_CHECKPOINTS
@@ -222,14 +224,12 @@ def _with_position(read_models: Any, difference: Difference) -> Difference:
 def scratch_env(ledger: Ledger) -> Iterator[dict[str, str]]:
     """Library settings for an empty store beside the ledger's, removed afterwards."""
     env = dict(ledger.env)
-    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-        from ledger.persistence import _postgres_connect
-
+    if is_postgres(env):
         schema = f"reconcile_{uuid.uuid4().hex[:16]}"
         try:
             yield env | {"POSTGRES_SCHEMA": schema}
         finally:
-            with _postgres_connect(env) as connection:
+            with postgres_connect(env) as connection:
                 connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         return
     with tempfile.TemporaryDirectory(prefix="ledger-reconcile-") as folder:
@@ -432,27 +432,14 @@ def _check_journal(read_models: Any, reader: Any) -> CheckResult:
 def _check_insurance_fund(ledger: Ledger, read_models: Any, position: int) -> CheckResult:
     from projections.journal import INSURANCE_FUND, book_balances
 
-    flows = Decimal(0)
-    start = 0
     topics = [get_topic(InsuranceFund.Funded), get_topic(InsuranceFund.DeficitCovered)]
-    for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        notifications = ledger.recorder.select_notifications(
-            start=start,
-            limit=limits.PROJECTION_BATCH_SIZE,
-            stop=position,
-            topics=topics,
-            inclusive_of_start=False,
-        )
-        for notification in notifications:
-            event: Any = ledger.mapper.to_domain_event(notification)
-            flows += (
-                event.amount_usdt
-                if isinstance(event, InsuranceFund.Funded)
-                else -event.covered_usdt
-            )
-        if len(notifications) < limits.PROJECTION_BATCH_SIZE:
-            break
-        start = notifications[-1].id
+    flows = sum(
+        (
+            event.amount_usdt if isinstance(event, InsuranceFund.Funded) else -event.covered_usdt
+            for _position, event in log_events(ledger, topics=topics, stop=position)
+        ),
+        Decimal(0),
+    )
     fund = ledger.get_aggregate(InsuranceFund, InsuranceFund.create_id())
     balance = Decimal(0) if fund is None else fund.balance_usdt
     with read_models.store.transaction(commit=False) as db:

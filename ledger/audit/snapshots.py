@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger import limits
 from ledger.application import Ledger
+from ledger.persistence import raw_rows, raw_table
 
 
 class SnapshotReport(BaseModel):
@@ -67,23 +68,15 @@ def _replay(ledger: Ledger, originator_id: Any, version: int) -> Any:
 
 
 def _stored_snapshots(ledger: Ledger) -> Iterator[StoredEvent]:
-    recorder: Any = ledger.snapshots.recorder if ledger.snapshots is not None else None
-    if recorder is None:
+    if ledger.snapshots is None:
         return
-    is_postgres = ledger.env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
-    table = (
-        f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-        if is_postgres
-        else recorder.events_table_name
+    recorder: Any = ledger.snapshots.recorder
+    rows = raw_rows(
+        recorder,
+        f"SELECT originator_id, originator_version, topic, state FROM {raw_table(recorder)} "
+        "ORDER BY originator_id, originator_version",
     )
-    with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(
-            f"SELECT originator_id, originator_version, topic, state FROM {table} "
-            "ORDER BY originator_id, originator_version"
-        )
-        rows = cursor.fetchall()
-    for row in rows:
-        originator_id, version, topic, state = tuple(row.values()) if is_postgres else tuple(row)
+    for originator_id, version, topic, state in rows:
         yield StoredEvent(
             originator_id=originator_id if isinstance(originator_id, UUID) else UUID(originator_id),
             originator_version=int(version),

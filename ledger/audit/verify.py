@@ -15,6 +15,7 @@ from ledger import limits
 from ledger.application import Ledger
 from ledger.audit.chain import GENESIS, ChainedRecord, Digest, link_of
 from ledger.audit.recorders import CHAIN_TABLE
+from ledger.persistence import is_postgres, raw_position_column, raw_rows, raw_table
 
 
 class ChainReport(BaseModel):
@@ -130,25 +131,15 @@ def _walk(
 
 def _records(ledger: Ledger, stop: int | None) -> Iterator[ChainedRecord]:
     recorder: Any = ledger.recorder
-    is_postgres = _is_postgres(ledger)
+    column = raw_position_column(recorder)
     position = 0
     for _batch in range(limits.PROJECTION_BATCHES_MAX):
-        with recorder.datastore.transaction(commit=False) as cursor:
-            if is_postgres:
-                table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-                cursor.execute(
-                    f"SELECT notification_id, originator_id, originator_version, topic, state "
-                    f"FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
-                    (position, limits.PROJECTION_BATCH_SIZE),
-                )
-                rows = [tuple(row.values()) for row in cursor.fetchall()]
-            else:
-                cursor.execute(
-                    f"SELECT rowid, originator_id, originator_version, topic, state FROM "
-                    f"{recorder.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                    (position, limits.PROJECTION_BATCH_SIZE),
-                )
-                rows = [tuple(row) for row in cursor.fetchall()]
+        rows = raw_rows(
+            recorder,
+            f"SELECT {column}, originator_id, originator_version, topic, state "
+            f"FROM {raw_table(recorder)} WHERE {column} > ? ORDER BY {column} LIMIT ?",
+            (position, limits.PROJECTION_BATCH_SIZE),
+        )
         for row_position, originator_id, version, topic, state in rows:
             if stop is not None and row_position > stop:
                 return
@@ -186,41 +177,30 @@ def _chain_rows(
     ledger: Ledger, *, after: int, limit: int, descending: bool = False
 ) -> Iterator[tuple[int, str]]:
     recorder: Any = ledger.recorder
-    is_postgres = _is_postgres(ledger)
-    table = f'"{recorder.datastore.schema}"."{CHAIN_TABLE}"' if is_postgres else CHAIN_TABLE
-    mark = "%s" if is_postgres else "?"
     order = "DESC" if descending else "ASC"
-    with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(
-            f"SELECT position, hash FROM {table} WHERE position > {mark} "
-            f"ORDER BY position {order} LIMIT {mark}",
-            (after, limit),
-        )
-        rows = cursor.fetchall()
-    for row in rows:
-        values = tuple(row.values()) if is_postgres else tuple(row)
-        yield int(values[0]), str(values[1])
+    for position, link in raw_rows(
+        recorder,
+        f"SELECT position, hash FROM {raw_table(recorder, CHAIN_TABLE)} WHERE position > ? "
+        f"ORDER BY position {order} LIMIT ?",
+        (after, limit),
+    ):
+        yield int(position), str(link)
 
 
 def _has_log(ledger: Ledger) -> bool:
     """Whether the store has its tables: a read-only opening of a new store creates none, and
     a store where nothing was ever recorded has an empty log."""
     recorder: Any = ledger.recorder
-    with recorder.datastore.transaction(commit=False) as cursor:
-        if _is_postgres(ledger):
-            schema = recorder.datastore.schema
-            cursor.execute(
-                "SELECT to_regclass(%s) IS NOT NULL AS found, to_regclass(%s) IS NOT NULL AS also",
-                (f'"{schema}"."{recorder.events_table_name}"', f'"{schema}"."{CHAIN_TABLE}"'),
-            )
-            row = cursor.fetchone()
-            return bool(row["found"] and row["also"])
-        cursor.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
-            (recorder.events_table_name, CHAIN_TABLE),
+    if is_postgres(ledger.env):
+        [(found,)] = raw_rows(
+            recorder,
+            "SELECT to_regclass(?) IS NOT NULL AND to_regclass(?) IS NOT NULL",
+            (raw_table(recorder), raw_table(recorder, CHAIN_TABLE)),
         )
-        return int(cursor.fetchone()[0]) == 2
-
-
-def _is_postgres(ledger: Ledger) -> bool:
-    return bool(ledger.env["PERSISTENCE_MODULE"] == "eventsourcing.postgres")
+        return bool(found)
+    [(count,)] = raw_rows(
+        recorder,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+        (recorder.events_table_name, CHAIN_TABLE),
+    )
+    return int(count) == 2
