@@ -1,10 +1,11 @@
 """Ledger: the application service. One method per command; it orchestrates, never decides."""
 
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -13,6 +14,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger import jobs, limits
 from ledger.commands import (
+    AccountCommand,
     AccrueInterest,
     AdminForceClassic,
     AdminSetBorrowing,
@@ -48,12 +50,17 @@ from ledger.domain.asset_pool import AssetPool
 from ledger.domain.base import LedgerAggregate, Stamp
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.domain.request import Request, payload_digest
-from ledger.errors import RequestIdReused, SaveRetriesExhausted
+from ledger.errors import ReadOnlyLedger, RequestIdReused, SaveRetriesExhausted
 from ledger.handlers import borrowing, modes, parameters, risk, trading, transfers, users
+from ledger.log_writer import LogWriter, PostgresLogWriter, SQLiteLogWriter
 from ledger.outcomes import Outcome, Status
-from ledger.persistence import database_url, env_for_url, schema_setup_lock
+from ledger.persistence import database_url, env_for_url, is_postgres, schema_setup_lock
 from ledger.times import format_time
 from ledger.unit_of_work import Decided, UnitOfWork
+from ledger.write_transaction import AggregateCache, WriteStatistics, WriteTransaction
+
+T = TypeVar("T")
+_NOTHING_BEFORE = 2**62  # an empty cache needs no tail of the log
 
 Handler = Callable[[UnitOfWork, Any], Decided]
 
@@ -112,11 +119,29 @@ class Ledger(Application[UUID]):
         store without any DDL (for roles that may only read, e.g. an auditor's)."""
         self.database_url = database_url(url)
         settings = env_for_url(self.database_url) | (env or {})
+        self._writer: LogWriter | None = None
+        self._write_lock = threading.Lock()
+        self._write_cache = AggregateCache(limits.AGGREGATE_CACHE_SIZE)
+        self.write_statistics = WriteStatistics()
         if read_only:
             self._open(settings | {"CREATE_TABLE": "n"})
             return
         with schema_setup_lock(settings):
             self._open(settings)
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        self._writer = (
+            PostgresLogWriter(settings, table)
+            if is_postgres(settings)
+            else SQLiteLogWriter(
+                settings["SQLITE_DBNAME"], table, float(settings["SQLITE_LOCK_TIMEOUT"])
+            )
+        )
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        super().close()
 
     def _open(self, settings: dict[str, str]) -> None:
         """The library's set-up, waiting out another connection's write lock on a new SQLite
@@ -144,31 +169,142 @@ class Ledger(Application[UUID]):
     def execute(self, command: CommandBase) -> Outcome:
         """Decide and record one command atomically; a retry of the same request is answered
         with its first outcome. Raises CommandInvalid (nothing recorded) for input it refuses."""
-        if isinstance(command, AccrueInterest | CheckMargins):
-            return JOBS[type(command)](self, command)
-        handler = HANDLERS[type(command)]
-        digest = payload_digest(command.payload_digest_source())
-        for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
-            first = self.first_outcome(command)
-            if first is not None:
-                return first
-            unit = UnitOfWork(self, command)
-            try:
-                decided = handler(unit, command)
-            except CommandInvalid as invalid:
-                invalid.request_id = invalid.request_id or command.request_id
-                raise
-            request, outcome = self._record_request(
-                command, digest, decided, unit.changed.values(), unit.resolved_stamp()
-            )
-            try:
-                self.save(*unit.changed.values(), request)
-            except IntegrityError:
-                continue  # another writer changed what we decided against: decide again
-            return outcome
-        raise SaveRetriesExhausted(
-            f"{command.request_id}: {limits.SAVE_RETRY_COUNT_MAX} version conflicts in a row"
+        (result,) = self.execute_batch([command])
+        if isinstance(result, CommandInvalid):
+            raise result
+        return result
+
+    def execute_batch(self, commands: Sequence[CommandBase]) -> list[Outcome | CommandInvalid]:
+        """Decide commands one after another, each against the state the ones before it left,
+        and record them in one transaction: many commands for one commit. Each is atomic in
+        effect: one refused as invalid is answered with its CommandInvalid and leaves no trace,
+        the others are decided as if it had not been sent. Jobs (which save account by account)
+        run on their own, in their place in the sequence."""
+        results: list[Outcome | CommandInvalid] = []
+        run: list[CommandBase] = []
+        for command in commands:
+            if isinstance(command, AccrueInterest | CheckMargins):
+                results.extend(self._decide_in_one_transaction(run))
+                run = []
+                try:
+                    results.append(JOBS[type(command)](self, command))
+                except CommandInvalid as invalid:
+                    invalid.request_id = invalid.request_id or command.request_id
+                    results.append(invalid)
+            else:
+                run.append(command)
+                if len(run) == limits.BATCH_SIZE_MAX:
+                    results.extend(self._decide_in_one_transaction(run))
+                    run = []
+        results.extend(self._decide_in_one_transaction(run))
+        return results
+
+    def _decide_in_one_transaction(
+        self, commands: Sequence[CommandBase]
+    ) -> list[Outcome | CommandInvalid]:
+        if not commands:
+            return []
+        requests = [Request.create_id(c.request_id) for c in commands]
+        ask = [*requests, *(self._account_ids(commands))]
+        return self.in_write_transaction(
+            lambda transaction: [self._decide(transaction, command) for command in commands],
+            ask=ask,
         )
+
+    def in_write_transaction(
+        self, work: Callable[[WriteTransaction], T], ask: Sequence[UUID] = ()
+    ) -> T:
+        """Run `work` in one write transaction (the log's write lock held throughout) and
+        append and commit what it decided; `ask` names aggregates worth looking up at once."""
+        if self._writer is None:
+            raise ReadOnlyLedger(f"{self.database_url} was opened read-only")
+        with self._write_lock:
+            for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
+                cache = self._write_cache
+                after = cache.position if cache.position is not None else _NOTHING_BEFORE
+                started = time.perf_counter()
+                opened = self._writer.begin(after, ask)
+                self.write_statistics.lock_wait_seconds += time.perf_counter() - started
+                try:
+                    cache.catch_up(self, opened)
+                    transaction = WriteTransaction(self, cache, opened)
+                    transaction.known_absent(ask)
+                    result = work(transaction)
+                    positions = self._writer.commit(opened, transaction.stored_events())
+                except IntegrityError:
+                    # Someone appended without the lock (not the ledger): decide again.
+                    self._writer.rollback()
+                    cache.forget()
+                    self.write_statistics.retries += 1
+                    continue
+                except BaseException:
+                    self._writer.rollback()
+                    cache.forget()  # what the cached aggregates hold was never committed
+                    raise
+                self.write_statistics.transactions += 1
+                if positions:
+                    cache.position = positions[-1]
+                self._take_due_snapshots(transaction)
+                return result
+        raise SaveRetriesExhausted(f"{limits.SAVE_RETRY_COUNT_MAX} conflicts in a row")
+
+    def _decide(
+        self, transaction: WriteTransaction, command: CommandBase
+    ) -> Outcome | CommandInvalid:
+        """One command inside a write transaction: its outcome, or why it is invalid."""
+        digest = payload_digest(command.payload_digest_source())
+        first = self._first_in(transaction, command, digest)
+        if first is not None:
+            return first
+        unit = UnitOfWork(self, command, transaction)
+        try:
+            decided = HANDLERS[type(command)](unit, command)
+        except CommandInvalid as invalid:
+            transaction.restore([*unit.loaded_ids(), *unit.changed])
+            invalid.request_id = invalid.request_id or command.request_id
+            return invalid
+        request, outcome = self._record_request(
+            command, digest, decided, unit.changed.values(), unit.resolved_stamp()
+        )
+        transaction.accept(unit.changed.values())
+        transaction.accept([request], cache=False)
+        return outcome
+
+    @staticmethod
+    def _first_in(
+        transaction: WriteTransaction, command: CommandBase, digest: str
+    ) -> Outcome | CommandInvalid | None:
+        """A retry's answer (its first outcome), or why the request id cannot be used again;
+        None when this request is new."""
+        request_id = Request.create_id(command.request_id)
+        if not transaction.exists(request_id):
+            return None
+        first = transaction.get(request_id)
+        assert isinstance(first, Request), first
+        if first.payload_digest != digest:
+            return RequestIdReused(command.request_id)
+        return Outcome.model_validate(first.outcome | {"duplicate": True})
+
+    def _take_due_snapshots(self, transaction: WriteTransaction) -> None:
+        """Snapshots of the versions the transaction passed (ledger/write_transaction.py):
+        those taken in memory, else by the library at that version (a replay)."""
+        assert self.snapshots is not None
+        taken = transaction.snapshots_taken
+        for aggregate_id, version in transaction.snapshots_due.items():
+            snapshot = taken.get(aggregate_id)
+            if snapshot is not None and snapshot.originator_version == version:
+                self.snapshots.put([snapshot])
+            else:
+                self.take_snapshot(aggregate_id, version=version)
+
+    @staticmethod
+    def _account_ids(commands: Iterable[CommandBase]) -> list[UUID]:
+        """The accounts the commands name: new ones are known absent without a read each."""
+        return [
+            MarginAccount.create_id(c.user, c.account)
+            for c in commands
+            if isinstance(c, AccountCommand)
+        ]
 
     def list_asset(self, command: ListAsset) -> Outcome:
         return self.execute(command)
@@ -249,18 +385,21 @@ class Ledger(Application[UUID]):
         return self.execute(command)
 
     def record_job(self, command: CommandBase, context: dict[str, Any]) -> Outcome:
-        """Record a job's Request with its summary, after its per-account work was saved."""
+        """Record a job's Request with its summary, after its per-account work was recorded."""
         digest = payload_digest(command.payload_digest_source())
         decided = Decided(status=Status.ACCEPTED, context=context)
-        unit = UnitOfWork(self, command)
-        request, outcome = self._record_request(command, digest, decided, [], unit.stamp())
-        try:
-            self.save(request)
-        except IntegrityError:  # the same job recorded concurrently: answer as its retry
-            first = self.first_outcome(command)
-            assert first is not None, command.request_id
-            return first
-        return outcome
+
+        def record(transaction: WriteTransaction) -> Outcome:
+            first = self._first_in(transaction, command, digest)
+            if first is not None:  # the same job recorded concurrently: answer as its retry
+                assert not isinstance(first, CommandInvalid), first
+                return first
+            unit = UnitOfWork(self, command, transaction)
+            request, outcome = self._record_request(command, digest, decided, [], unit.stamp())
+            transaction.accept([request], cache=False)
+            return outcome
+
+        return self.in_write_transaction(record, ask=[Request.create_id(command.request_id)])
 
     def first_outcome(self, command: CommandBase) -> Outcome | None:
         """The recorded outcome of this request as a duplicate, None if it was never recorded."""

@@ -21,3 +21,7 @@ class RequestIdReused(LedgerInputError):
 
 class SaveRetriesExhausted(RuntimeError):
     """Version conflicts kept recurring past limits.SAVE_RETRY_COUNT_MAX: fail, never guess."""
+
+
+class ReadOnlyLedger(RuntimeError):
+    """A command sent to a Ledger opened read-only (e.g. by an auditor's role)."""

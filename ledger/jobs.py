@@ -1,23 +1,22 @@
 """Jobs that act on many accounts: the interest accrual and the risk sweep.
 
-Each account's work is decided and saved atomically on its own (bounded retry on conflicts);
-the job's Request, with its summary, is recorded last. A job stopped half-way is run again
+Each account's work is decided and recorded atomically in effect (accounts share a transaction
+with a few hundred others, and one refused as invalid leaves no trace); the job's Request, with
+its summary, is recorded last. A job stopped half-way is run again
 with the same request_id: what was done is not done twice (interest remembers the last hour
 charged; a margin call waits 24 hours; a liquidated account has no debt left).
 """
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
-
-from eventsourcing.persistence import IntegrityError
 
 from ledger import limits
 from ledger.commands import AccrueInterest, CheckMargins, CommandBase, CommandInvalid
 from ledger.domain.account import MarginAccount
 from ledger.domain.insurance_fund import InsuranceFund
-from ledger.errors import SaveRetriesExhausted
 from ledger.handlers.interest import settle_interest
 from ledger.handlers.risk import sweep_account
 from ledger.money import format_plain
@@ -27,6 +26,7 @@ from ledger.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
+    from ledger.write_transaction import WriteTransaction
 
 T = TypeVar("T")
 
@@ -38,9 +38,12 @@ def accrue_interest(ledger: "Ledger", command: AccrueInterest) -> Outcome:
         return first
     scanned = charged_accounts = hours = 0
     interest: dict[str, Decimal] = {}
-    for account_id in borrower_ids(ledger):
+    for _account, charges in on_accounts(
+        ledger, command, borrower_ids(ledger), account_act(command), stop_on_invalid=True
+    ):
+        if isinstance(charges, CommandInvalid):
+            raise charges
         scanned += 1
-        charges = on_account(ledger, command, account_id, account_act(command))
         charged_accounts += bool(charges)
         hours += len(charges)
         for charge in charges:
@@ -65,17 +68,16 @@ def check_margins(ledger: "Ledger", command: CheckMargins) -> Outcome:
     scanned = 0
     actions: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for account_id in borrower_ids(ledger):
+    for account_id, done in on_accounts(
+        ledger, command, borrower_ids(ledger), account_act(command), stop_on_invalid=False
+    ):
         scanned += 1
-        try:
-            done = on_account(ledger, command, account_id, account_act(command))
-        except CommandInvalid as invalid:  # e.g. an asset with no price: reported, not hidden
+        if isinstance(done, CommandInvalid):  # e.g. an asset with no price: reported, not hidden
             account = ledger.get_aggregate(MarginAccount, account_id)
             skipped.append(
-                {"account": account.account_id, "problem": str(invalid)[: limits.NOTE_CHARS_MAX]}
+                {"account": account.account_id, "problem": str(done)[: limits.NOTE_CHARS_MAX]}
             )
-            continue
-        if done is not None:
+        elif done is not None:
             account = ledger.get_aggregate(MarginAccount, account_id)
             actions.append({"account": account.account_id, **done})
     fund = ledger.get_aggregate(InsuranceFund, InsuranceFund.create_id())
@@ -114,26 +116,53 @@ def account_act(command: CommandBase) -> Callable[[UnitOfWork, MarginAccount], A
     return lambda unit, account: sweep_account(unit, account, command)
 
 
-def on_account(
+def on_accounts(
     ledger: "Ledger",
     command: CommandBase,
-    account_id: UUID,
+    account_ids: Iterable[UUID],
     act: Callable[[UnitOfWork, MarginAccount], T],
-) -> T:
-    """Decide and save one account's part of a job, again on a version conflict."""
-    for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
-        unit = UnitOfWork(ledger, command)
+    *,
+    stop_on_invalid: bool,
+) -> Iterator[tuple[UUID, T | CommandInvalid]]:
+    """Each account's part of a job, decided in account order, JOB_ACCOUNTS_PER_TRANSACTION
+    accounts to a transaction; each part atomic in effect (one refused as invalid leaves no
+    trace). With `stop_on_invalid` nothing after the first invalid part is decided."""
+    ids = iter(account_ids)
+    while chunk := list(itertools.islice(ids, limits.JOB_ACCOUNTS_PER_TRANSACTION)):
+        parts = ledger.in_write_transaction(
+            lambda transaction, chunk=chunk: _decide_parts(  # type: ignore[misc]
+                transaction, ledger, command, chunk, act, stop_on_invalid
+            )
+        )
+        yield from parts
+        if stop_on_invalid and any(isinstance(p, CommandInvalid) for _, p in parts):
+            return
+
+
+def _decide_parts(
+    transaction: "WriteTransaction",
+    ledger: "Ledger",
+    command: CommandBase,
+    account_ids: list[UUID],
+    act: Callable[[UnitOfWork, MarginAccount], T],
+    stop_on_invalid: bool,
+) -> list[tuple[UUID, T | CommandInvalid]]:
+    parts: list[tuple[UUID, T | CommandInvalid]] = []
+    for account_id in account_ids:
+        unit = UnitOfWork(ledger, command, transaction)
         account = unit.get(MarginAccount, account_id)
         assert account is not None, account_id
-        result = act(unit, account)
-        if not unit.changed:
-            return result
         try:
-            ledger.save(*unit.changed.values())
-        except IntegrityError:
-            continue  # the account (or a pool) moved meanwhile: look again
-        return result
-    raise SaveRetriesExhausted(f"{command.request_id}: {account_id}")
+            result = act(unit, account)
+        except CommandInvalid as invalid:
+            transaction.restore([*unit.loaded_ids(), *unit.changed])
+            parts.append((account_id, invalid))
+            if stop_on_invalid:
+                break
+            continue
+        transaction.accept(unit.changed.values())
+        parts.append((account_id, result))
+    return parts
 
 
 def borrower_ids(ledger: "Ledger") -> Iterator[UUID]:

@@ -75,3 +75,24 @@ PROJECTION_STOP_CHECK_SECONDS = 0.1
 # Events `ledger explain` lists for one request: a job's request (an accrual over every loan)
 # may have caused many more; the total is reported, the list stays readable.
 EXPLAIN_EVENTS_LISTED_MAX = 1000
+
+# Events another writer may append between two of our write transactions that we apply to the
+# aggregates we keep in memory; past this we forget them all and load again (one read, bounded).
+TAIL_EVENTS_MAX = 1000
+
+# Values bound in one SQLite statement (its SQLITE_MAX_VARIABLE_NUMBER is 32,766 since 3.32;
+# far below it keeps statements small).
+SQL_PARAMETERS_MAX = 500
+
+# Commands decided in one transaction by `execute_batch` / `ledger submit --batch-size`: bounds
+# the events held in memory before the commit and the time the log's write lock is held.
+BATCH_SIZE_MAX = 10_000
+
+# `ledger submit FILE` commits this many commands at a time unless told otherwise: large enough
+# that the commit's flush is a small share of each command, small enough that a batch is quick.
+SUBMIT_BATCH_SIZE_DEFAULT = 1000
+
+# Accounts whose parts of a job (interest, risk sweep) share one write transaction: one commit
+# for many accounts, while a job still records its progress as it goes (a stopped job keeps
+# what it committed and a re-run skips it).
+JOB_ACCOUNTS_PER_TRANSACTION = 200

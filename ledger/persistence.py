@@ -5,6 +5,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
@@ -24,15 +25,20 @@ DATABASE_URL_DEFAULT = "sqlite:///ledger.sqlite3"
 
 
 class PydanticMapper(Mapper[UUID]):
-    """Events are pydantic models: stored as their JSON (Decimals as strings), validated back."""
+    """Events are pydantic models: stored as their JSON (Decimals as strings), validated back.
+
+    The JSON keeps every object's keys in the order the event holds them, so an aggregate
+    replayed from the store holds its dicts in the same order as the aggregate that decided the
+    event in memory (the write path keeps that one: ledger/write_transaction.py). Stores written
+    before held key-sorted JSON, which replays the same way it always did.
+    """
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
-        state = cast(BaseModel, domain_event).model_dump(mode="json")
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=get_topic(domain_event.__class__),
-            state=self.transcoder.encode(state),
+            topic=_topic_of(domain_event.__class__),
+            state=cast(BaseModel, domain_event).__pydantic_serializer__.to_json(domain_event),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
@@ -41,8 +47,13 @@ class PydanticMapper(Mapper[UUID]):
         return cast(DomainEventProtocol[Any], event)
 
 
+@lru_cache(maxsize=1024)
+def _topic_of(event_class: type) -> str:
+    return get_topic(event_class)
+
+
 class JSONTranscoder(Transcoder):
-    """Compact, key-sorted JSON: the stored bytes of an event are a stable function of it."""
+    """Compact, key-sorted JSON (for whatever is not an event: events are their models' JSON)."""
 
     def encode(self, obj: Any) -> bytes:
         return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()

@@ -20,6 +20,7 @@ from ledger.times import format_time
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
+    from ledger.write_transaction import WriteTransaction
 
 A = TypeVar("A", bound=LedgerAggregate)
 
@@ -37,13 +38,21 @@ class Decided(BaseModel):
 
 
 class UnitOfWork:
-    def __init__(self, ledger: "Ledger", command: CommandBase) -> None:
+    def __init__(
+        self, ledger: "Ledger", command: CommandBase, transaction: "WriteTransaction | None" = None
+    ) -> None:
+        """Aggregates come from `transaction` (the write path, under the log's lock) when given,
+        else from the library's repository (reads outside any write)."""
         self.ledger = ledger
         self.command = command
+        self.transaction = transaction
         self.changed: dict[UUID, LedgerAggregate] = {}
         self._loaded: dict[UUID, LedgerAggregate | None] = {}
         self._stamp: Stamp | None = None
         self._as_of: dict[tuple[UUID, datetime], Any] = {}
+
+    def loaded_ids(self) -> list[UUID]:
+        return list(self._loaded)
 
     def resolved_stamp(self) -> Stamp:
         """The stamp the handler used, or (if it changed nothing) the command's own time."""
@@ -52,10 +61,13 @@ class UnitOfWork:
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         if aggregate_id not in self._loaded:
             aggregate: LedgerAggregate | None
-            try:
-                aggregate = self.ledger.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                aggregate = None
+            if self.transaction is not None:
+                aggregate = self.transaction.get(aggregate_id)
+            else:
+                try:
+                    aggregate = self.ledger.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    aggregate = None
             assert aggregate is None or isinstance(aggregate, cls), (cls, aggregate)
             self._loaded[aggregate_id] = aggregate
         found = self._loaded[aggregate_id]
@@ -87,7 +99,11 @@ class UnitOfWork:
             return aggregate
         key = (aggregate.id, at)
         if key not in self._as_of:
-            self._as_of[key] = self.ledger.aggregate_as_of(aggregate.id, at)
+            self._as_of[key] = (
+                self.ledger.aggregate_as_of(aggregate.id, at)
+                if self.transaction is None
+                else self.transaction.as_of(aggregate.id, at)
+            )
         found = self._as_of[key]
         assert found is None or isinstance(found, type(aggregate)), found
         return found

@@ -27,16 +27,28 @@ class ChainedRecord(BaseModel):
 
 
 def link_of(previous: str, record: ChainedRecord) -> str:
+    return chain_link(
+        previous,
+        record.position,
+        record.originator_id,
+        record.originator_version,
+        record.topic,
+        record.state,
+    )
+
+
+def chain_link(
+    previous: str, position: int, originator_id: UUID, version: int, topic: str, state: bytes
+) -> str:
     """sha256 over the previous link and the record; the fields are length-prefixed so that no
     two different records hash the same bytes."""
-    digest = hashlib.sha256()
-    digest.update(previous.encode())
+    digest = hashlib.sha256(previous.encode())
     for part in (
-        str(record.position).encode(),
-        str(record.originator_id).encode(),
-        str(record.originator_version).encode(),
-        record.topic.encode(),
-        record.state,
+        str(position).encode(),
+        str(originator_id).encode(),
+        str(version).encode(),
+        topic.encode(),
+        state,
     ):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)

@@ -26,7 +26,7 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.registry import event_name
 from ledger.domain.request import Request
-from ledger.jobs import account_act, on_account
+from ledger.jobs import account_act, on_accounts
 from ledger.log import log_events
 from ledger.money import format_plain
 
@@ -143,7 +143,11 @@ def _redo_job_part(scratch: Ledger, command: CommandBase, recorded: list[Any]) -
     if not isinstance(account, MarginAccount.Event):
         return "a job's part that does not start with the account's event"
     before = scratch.recorder.max_notification_id() or 0
-    on_account(scratch, command, account.originator_id, account_act(command))
+    for _id, part in on_accounts(
+        scratch, command, [account.originator_id], account_act(command), stop_on_invalid=True
+    ):
+        if isinstance(part, CommandInvalid):
+            raise part
     decided = [
         scratch.mapper.to_domain_event(n)
         for n in scratch.recorder.select_notifications(

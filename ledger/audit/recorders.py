@@ -17,7 +17,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger.audit.chain import GENESIS, ChainedRecord, link_of
+from ledger.audit.chain import GENESIS, chain_link
 
 CHAIN_TABLE = "event_chain"
 
@@ -28,17 +28,13 @@ def links_for(
     links = []
     for position, stored in zip(positions, stored_events, strict=True):
         originator_id = stored.originator_id
-        previous = link_of(
+        previous = chain_link(
             previous,
-            ChainedRecord(
-                position=position,
-                originator_id=originator_id
-                if isinstance(originator_id, UUID)
-                else UUID(str(originator_id)),
-                originator_version=stored.originator_version,
-                topic=stored.topic,
-                state=stored.state,
-            ),
+            position,
+            originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id)),
+            stored.originator_version,
+            stored.topic,
+            stored.state,
         )
         links.append((position, previous))
     return links

@@ -12,7 +12,7 @@ from ledger import limits
 from ledger.application import Ledger
 from ledger.cli.main import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK, DbOption, app, open_ledger
 from ledger.cli.output import error, note, print_json, stderr
-from ledger.commands import CommandInvalid, parse_line
+from ledger.commands import CommandBase, CommandInvalid, parse_line
 from ledger.outcomes import Outcome, Status
 
 
@@ -27,6 +27,17 @@ def submit(
             help="No progress bar (shown on stderr's terminal while stdout goes to a file/pipe).",
         ),
     ] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=limits.BATCH_SIZE_MAX,
+            help="Commands decided one after another and committed together (each still "
+            "atomic in effect). Default: 1000 for a FILE, 1 for - (a producer on stdin may wait "
+            "for each outcome before writing the next line).",
+        ),
+    ] = None,
 ) -> None:
     """Decide and record commands, one JSON object per line; print one outcome per line.
 
@@ -62,30 +73,54 @@ def submit(
         ) as progress,
     ):
         task = progress.add_task("submit", total=total_bytes)
-        invalid = run_lines(ledger, stream, lambda size: progress.advance(task, size))
+        size = batch_size or (1 if file == "-" else limits.SUBMIT_BATCH_SIZE_DEFAULT)
+        invalid = run_lines(ledger, stream, size, lambda n: progress.advance(task, n))
     raise typer.Exit(EXIT_INVALID if invalid else EXIT_OK)
 
 
 def run_lines(
-    ledger: Ledger, stream: BinaryIO, advance: Callable[[int], None] = lambda _size: None
+    ledger: Ledger,
+    stream: BinaryIO,
+    batch_size: int = 1,
+    advance: Callable[[int], None] = lambda _size: None,
 ) -> int:
-    """Process every line; returns how many were invalid. `advance` hears each line's size."""
+    """Process every line, `batch_size` commands per transaction; returns how many lines were
+    invalid. Outcomes are printed in line order once their batch is committed; `advance` hears
+    each line's size."""
     invalid = 0
+    pending: list[tuple[int, CommandBase | CommandInvalid]] = []
+
+    def flush() -> None:
+        nonlocal invalid
+        commands = [c for _, c in pending if not isinstance(c, CommandInvalid)]
+        decided = iter(ledger.execute_batch(commands))
+        for number, parsed in pending:
+            result = parsed if isinstance(parsed, CommandInvalid) else next(decided)
+            if isinstance(result, CommandInvalid):
+                invalid += 1
+                result = _invalid_outcome(number, result)
+            print_json(result.to_json_dict())
+        pending.clear()
+
     for number, text in enumerate(stream, start=1):
         advance(len(text))
         if number > limits.SUBMIT_LINES_MAX:
+            flush()
             error(f"more than {limits.SUBMIT_LINES_MAX} lines: split the input")
             raise typer.Exit(EXIT_CANNOT_RUN)
         if not text.strip():
             continue
         try:
-            outcome = ledger.execute(parse_line(text))
+            pending.append((number, parse_line(text)))
         except CommandInvalid as exc:
-            invalid += 1
-            outcome = Outcome(
-                request_id=exc.request_id, status=Status.INVALID, line=number, errors=exc.errors
-            )
-            for field_error in exc.errors:
-                note(f"line {number}: {field_error.field}: {field_error.problem}")
-        print_json(outcome.to_json_dict())
+            pending.append((number, exc))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
     return invalid
+
+
+def _invalid_outcome(number: int, exc: CommandInvalid) -> Outcome:
+    for field_error in exc.errors:
+        note(f"line {number}: {field_error.field}: {field_error.problem}")
+    return Outcome(request_id=exc.request_id, status=Status.INVALID, line=number, errors=exc.errors)

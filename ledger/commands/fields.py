@@ -84,7 +84,7 @@ class CommandBase(BaseModel):
 
     @property
     def command_type(self) -> str:
-        command_type = self.model_dump(include={"type"})["type"]  # each subclass's Literal
+        command_type = vars(self)["type"]  # each subclass's Literal field
         assert isinstance(command_type, str), command_type
         return command_type
 

@@ -1,6 +1,7 @@
 """Base classes for the ledger's aggregates and their pydantic events (DOMAIN.md §8)."""
 
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -18,6 +19,7 @@ from ledger.domain.snapshots import AggregateState, Snapshot
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://collateral-ledger.invalid/ids")
 
 
+@lru_cache(maxsize=65_536)  # the same few keys (assets, parameters, hot accounts) again and again
 def ledger_id(key: str) -> UUID:
     return uuid5(LEDGER_NAMESPACE, key)
 

@@ -875,7 +875,15 @@ def test_a_job_stopped_half_way_and_run_again_verifies_right(database_url: str) 
             command("accrue_interest", "job-1", until=at(180), effective_at=at(180))
         )
         first = next(iter(jobs.borrower_ids(ledger)))
-        jobs.on_account(ledger, job, first, lambda unit, a: settle_interest(unit, a, job.until))
+        list(
+            jobs.on_accounts(
+                ledger,
+                job,
+                [first],
+                lambda unit, a: settle_interest(unit, a, job.until),
+                stop_on_invalid=True,
+            )
+        )
         rerun = ledger.execute(job)
         assert (rerun.context["accounts_charged"], rerun.context["hours_charged"]) == (1, 3)
 

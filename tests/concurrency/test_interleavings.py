@@ -1,19 +1,23 @@
 """Chosen interleavings of two writers, made deterministic.
 
 The process tests (test_hot_asset.py) let the scheduler pick the interleavings; here another writer
-(a second, independent Ledger on the same store, with its own connections) commits at one chosen
-instant: after a command was decided and before it is saved, or between two of its reads. Those
-are exactly the windows a concurrent process has, so each test shows what the ledger does with
-them, every run. Last, a `ledger submit` whose store fails to open at that moment.
+(a second, independent Ledger on the same store, with its own connections) tries to write at one
+chosen instant: after a command was decided and before it is committed, or between two of its
+reads. Those are exactly the windows a concurrent process would have, if the write path let it in:
+it holds the log's write lock from its first read to its commit (ledger/log_writer.py), so the
+other writer must wait, and then decides on what this one committed. Each test shows that the
+other writer waited, and that the run equals a serial one in commit order. Last, a
+`ledger submit` whose store fails to open at that moment.
 """
 
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -23,6 +27,7 @@ from psycopg import sql
 from ledger import Ledger
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
+from ledger.write_transaction import WriteTransaction
 from tests.concurrency.store import (
     assert_serial_replay_identical,
     events_of_type,
@@ -33,34 +38,82 @@ from tests.support import command, run, setup_capped_asset, transfer_in
 
 LOCK_WAIT_POLLS_MAX = 200_000  # each poll is one query: a bound of tens of seconds, never a hang
 CLI_SECONDS_MAX = 120
+OTHER_WRITER_SECONDS_MAX = 60
+# SQLite cannot say who waits on its lock: a writer not done after this long is waiting (a
+# command takes milliseconds); one that was merely slow to start makes the check weaker, never
+# wrong, and the serial replay still checks what was decided.
+SQLITE_WAITING_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
 class InterleavingLedger(Ledger):
-    """A Ledger that lets another writer commit at a chosen instant: once, between deciding a
-    command and saving it (`before_next_save`), or just before it next reads one aggregate
+    """A Ledger that lets another writer try to write at a chosen instant: once, between deciding
+    a command and committing it (`before_commit`), or just before it next reads one aggregate
     (`before_reading[aggregate_id]`)."""
 
     name = Ledger.name  # the library names tables after the application: keep the same store
-    before_next_save: Callable[[], None] | None = None
+    before_commit: Callable[[], None] | None = None
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.before_reading: dict[UUID, Callable[[], None]] = {}
-        read = self.repository.get
 
-        def get(aggregate_id: UUID, *args: Any, **kwargs: Any) -> Any:
-            hook = self.before_reading.pop(aggregate_id, None)
+    def in_write_transaction(
+        self, work: Callable[[WriteTransaction], T], ask: Sequence[UUID] = ()
+    ) -> T:
+        def hooked(transaction: WriteTransaction) -> T:
+            read = transaction.get
+
+            def get(aggregate_id: UUID) -> Any:
+                hook = self.before_reading.pop(aggregate_id, None)
+                if hook is not None:
+                    hook()
+                return read(aggregate_id)
+
+            transaction.get = get  # type: ignore[method-assign]
+            result = work(transaction)
+            hook, self.before_commit = self.before_commit, None
             if hook is not None:
                 hook()
-            return read(aggregate_id, *args, **kwargs)
+            return result
 
-        self.repository.get = get  # type: ignore[method-assign]
+        return super().in_write_transaction(hooked, ask)
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        hook, self.before_next_save = self.before_next_save, None
-        if hook is not None:
-            hook()
-        return super().save(*objs, **kwargs)
+
+class OtherWriter:
+    """Another writer's work, started in a thread while `holder` holds the write lock; it
+    returns once that writer waits on the lock."""
+
+    def __init__(self, holder: Ledger, work: Callable[[], Any]) -> None:
+        self.results: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self.thread.start()
+        _wait_until_waiting(holder, self.thread)
+
+    def _run(self, work: Callable[[], Any]) -> None:
+        try:
+            self.results.append(work())
+        except BaseException as error:  # re-raised in the test's thread by outcome()
+            self.errors.append(error)
+
+    def outcome(self) -> Any:
+        self.thread.join(OTHER_WRITER_SECONDS_MAX)
+        assert not self.thread.is_alive(), "the other writer never got the lock"
+        if self.errors:
+            raise self.errors[0]
+        return self.results[0]
+
+
+def _wait_until_waiting(holder: Ledger, thread: threading.Thread) -> None:
+    writer = holder._writer  # the write path's own connection, holding the lock now
+    connection = getattr(writer, "connection", None)
+    if isinstance(connection, psycopg.Connection):
+        _wait_until_blocked_by(connection.info.backend_pid)
+        return
+    thread.join(SQLITE_WAITING_SECONDS)
+    assert thread.is_alive(), "the other writer did not wait for the lock"
 
 
 @pytest.fixture
@@ -77,42 +130,50 @@ def fresh_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         )
 
 
-def test_a_transfer_decided_on_a_stale_total_is_decided_again(
+def test_a_transfer_sent_while_another_is_decided_waits_and_sees_its_total(
     database_url: str, fresh_url: str
 ) -> None:
-    """Goal: a transfer decided against T, then beaten by another user's transfer, is decided
-    again against the new T: the cap holds (DOMAIN.md §3) and the run equals a serial one.
+    """Goal: a transfer can never be decided against a total another transfer is changing: it
+    waits for that one's commit and decides on the new T, so the cap holds (DOMAIN.md §3) and
+    the run equals a serial one. (Under the former optimistic design it was decided, conflicted
+    and was decided again; now it is not let in.)
 
-    Method: U = 1000, T = 900 (band C, q_max = 100). u2 asks for 100 (fits the stale T); before
-    it is saved, u3's 50 commits (T = 950). The save conflicts on the pool, the retry sees
-    q_max = 50 and rejects the 100 whole.
+    Method: U = 1000, T = 900 (band C, q_max = 100). u2 asks for 100; after it is decided and
+    before it commits, u3 asks for 50 from another Ledger: u3 waits; u2's 100 is accepted (T =
+    1000), then u3 is decided on T = 1000, band D, and refused.
     """
     with InterleavingLedger(database_url) as ledger, Ledger(database_url) as other:
         setup_capped_asset(ledger, upper_limit="1000", fixed_quota_usdt="3000")
         assert transfer_in(ledger, "u0", "800").is_accepted
         assert transfer_in(ledger, "u1", "100").is_accepted
-        ledger.before_next_save = lambda: _accept(transfer_in(other, "u3", "50"))
+        waiting: list[OtherWriter] = []
+        ledger.before_commit = lambda: waiting.append(
+            OtherWriter(ledger, lambda: transfer_in(other, "u3", "50"))
+        )
 
         outcome = transfer_in(ledger, "u2", "100")
+        (writer,) = waiting
+        late = writer.outcome()
 
-        assert ledger.before_next_save is None, "the other writer ran"
-        assert outcome.status == "rejected", outcome
-        assert outcome.reason == "collateral_cap"
-        assert outcome.context["total"] == "950"
-        assert outcome.context["q_max"] == "50"
-        assert outcome.context["band"] == "C"
+        assert outcome.is_accepted, outcome
+        assert outcome.context["q_max"] == "100"
+        assert late.status == "rejected", late
+        assert late.reason == "collateral_cap"
+        assert late.context["total"] == "1000"
+        assert late.context["band"] == "D"
         pool = ledger.get_aggregate(AssetPool, AssetPool.create_id("ABC"))
-        assert pool.platform_total == Decimal(950)
+        assert pool.platform_total == Decimal(1000)
         recorded = recorded_requests(ledger)
+        assert [r.request_id for r in recorded][-2:] == [outcome.request_id, late.request_id]
     assert_serial_replay_identical(recorded, fresh_url)
 
 
 def test_a_request_racing_its_own_retry_is_applied_once(database_url: str, fresh_url: str) -> None:
-    """Goal: the same request sent twice at once (a client retry) is applied once; the losing
-    attempt answers the winner's outcome as a duplicate.
+    """Goal: the same request sent twice at once (a client retry) is applied once; the later
+    attempt answers the first one's outcome as a duplicate.
 
-    Method: between deciding r-dup and saving it, the other writer executes the same r-dup and
-    commits; the first save then conflicts, and the retry finds the Request record.
+    Method: between deciding r-dup and committing it, the other writer sends the same r-dup: it
+    waits for the lock, then finds the Request record.
     """
     with InterleavingLedger(database_url) as ledger, Ledger(database_url) as other:
         setup_capped_asset(ledger, upper_limit="1000", fixed_quota_usdt="3000")
@@ -124,14 +185,16 @@ def test_a_request_racing_its_own_retry_is_applied_once(database_url: str, fresh
             asset="ABC",
             quantity="300",
         )
-        first: list[Any] = []
-        ledger.before_next_save = lambda: first.append(run(other, data))
+        waiting: list[OtherWriter] = []
+        ledger.before_commit = lambda: waiting.append(OtherWriter(ledger, lambda: run(other, data)))
 
         outcome = run(ledger, data)
+        (writer,) = waiting
+        retry = writer.outcome()
 
-        assert len(first) == 1 and first[0].is_accepted and not first[0].duplicate
-        assert outcome.duplicate
-        assert outcome.model_copy(update={"duplicate": False}) == first[0]
+        assert outcome.is_accepted and not outcome.duplicate
+        assert retry.duplicate
+        assert retry.model_copy(update={"duplicate": False}) == outcome
         account = ledger.get_aggregate(MarginAccount, MarginAccount.create_id("u1", "cross"))
         assert account.holding("ABC") == Decimal(300)
         pool = ledger.get_aggregate(AssetPool, AssetPool.create_id("ABC"))
@@ -144,64 +207,48 @@ def test_a_request_racing_its_own_retry_is_applied_once(database_url: str, fresh
     assert_serial_replay_identical(recorded, fresh_url)
 
 
-def test_a_price_mark_committed_before_a_transfer_is_the_price_it_decides_on(
-    database_url: str, fresh_url: str
+@pytest.mark.parametrize("instant", ["before_commit", "between_reads"])
+def test_a_price_mark_sent_while_a_transfer_is_decided_waits_for_it(
+    database_url: str, fresh_url: str, instant: str
 ) -> None:
     """Goal: DOMAIN.md §3/§8: F is the fixed quota at the price in force at the transfer's
-    effective_at, and concurrent writers must be equivalent to a serial run in commit order.
-    (Regression: transfers once read the price from the Asset, which they do not save, so a
-    mark committed meanwhile was no conflict and the transfer kept the old price.)
+    effective_at, and concurrent writers must be equivalent to a serial run in commit order. A
+    mark sent while a transfer is decided (after it read the asset's price and before it read
+    the pool, or after it decided) waits: the transfer decides on one consistent price, the one
+    in force when it started, and the mark follows it.
+    (Regression, former design: transfers once read the price from the Asset, which they do not
+    save, so a mark committed meanwhile was no conflict and the transfer kept the old price.)
 
-    Method: U = 100000, F = 3000 USDT, price 1, T = 85000 (band B, q_max = F = 3000). u9 asks
-    for 2500; before it is saved, another writer marks the price 2 at the same effective_at
-    (F = 1500 tokens) and commits. Serially (mark, then transfer) the 2500 is refused with
-    q_max 1500, and so must it be here: the mark conflicts with the decision, which is retried.
+    Method: U = 100000, F = 3000 USDT, price 1, T = 85000 (band B, q_max = F = 3000 tokens). u9
+    asks for 2500; the other writer marks the price 2 at the same effective_at. Serially
+    (transfer, then mark) the 2500 is accepted at price 1.
     """
     with InterleavingLedger(database_url) as ledger, Ledger(database_url) as other:
         setup_capped_asset(ledger, upper_limit="100000", fixed_quota_usdt="3000")
         assert transfer_in(ledger, "u0", "80000").is_accepted
         assert transfer_in(ledger, "u1", "3000").is_accepted
         assert transfer_in(ledger, "u2", "2000").is_accepted
-        ledger.before_next_save = lambda: _accept(
-            run(other, command("mark_prices", prices={"ABC": "2"}))
-        )
+        waiting: list[OtherWriter] = []
+
+        def mark() -> None:
+            waiting.append(
+                OtherWriter(ledger, lambda: run(other, command("mark_prices", prices={"ABC": "2"})))
+            )
+
+        if instant == "before_commit":
+            ledger.before_commit = mark
+        else:
+            ledger.before_reading[AssetPool.create_id("ABC")] = mark
 
         outcome = transfer_in(ledger, "u9", "2500")
+        (writer,) = waiting
+        assert writer.outcome().is_accepted
 
-        assert ledger.before_next_save is None, "the other writer ran"
+        assert outcome.is_accepted, outcome
+        assert outcome.context["price_usdt"] == "1", outcome.context
+        assert outcome.context["q_max"] == "3000", outcome.context
         recorded = recorded_requests(ledger)
-        assert [r.command_type for r in recorded][-2:] == ["mark_prices", "transfer_in"]
-        assert outcome.context["price_usdt"] == "2", outcome.context
-        assert outcome.status == "rejected", outcome
-    assert_serial_replay_identical(recorded, fresh_url)
-
-
-def test_a_price_mark_committed_between_a_transfers_reads_is_decided_again(
-    database_url: str, fresh_url: str
-) -> None:
-    """Goal: a price mark that commits while a transfer is reading its state is just another
-    concurrent write: the transfer decides on one consistent price (here the new one, since the
-    mark commits first) and the run equals a serial one.
-
-    Method: as above (band B, u9 asks for 2500), but the other writer marks the price 2 after the
-    transfer read the asset and before it reads the pool.
-    """
-    with InterleavingLedger(database_url) as ledger, Ledger(database_url) as other:
-        setup_capped_asset(ledger, upper_limit="100000", fixed_quota_usdt="3000")
-        assert transfer_in(ledger, "u0", "80000").is_accepted
-        assert transfer_in(ledger, "u1", "3000").is_accepted
-        assert transfer_in(ledger, "u2", "2000").is_accepted
-        ledger.before_reading[AssetPool.create_id("ABC")] = lambda: _accept(
-            run(other, command("mark_prices", prices={"ABC": "2"}))
-        )
-
-        outcome = transfer_in(ledger, "u9", "2500")
-
-        assert not ledger.before_reading, "the other writer ran"
-        assert outcome.context["price_usdt"] == "2", outcome.context
-        assert outcome.status == "rejected", outcome
-        assert outcome.context["q_max"] == "1500", outcome.context
-        recorded = recorded_requests(ledger)
+        assert [r.command_type for r in recorded][-2:] == ["transfer_in", "mark_prices"]
     assert_serial_replay_identical(recorded, fresh_url)
 
 

@@ -1,0 +1,296 @@
+"""The write path's own connection to the event log: one transaction per batch of commands that
+holds the log's write lock from its first statement to its commit.
+
+Holding the lock while deciding (pessimistic, where the library locks only to insert) is what
+makes the ledger's aggregate cache safe without a query per aggregate: under the lock the only
+events a cached aggregate can miss are those appended since this process last held it, and one
+query for "everything after the position I last saw" brings them all. It also makes decisions
+serial: no version conflicts, no retries, and a cap decided against the total as it stands.
+
+Statements are few and, on PostgreSQL, pipelined: the lock, the chain's head, the tail of the log
+and the idempotency lookups go in one round trip; the events in a second; the chain's links, the
+notification and the commit in a third.
+"""
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+
+from ledger import limits
+from ledger.audit.chain import GENESIS
+from ledger.audit.recorders import CHAIN_TABLE, links_for
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """An event of the log's tail: its position and its stored record."""
+
+    position: int
+    stored: StoredEvent
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What a write transaction sees once it holds the lock."""
+
+    head: int  # the last position in the log (0 when empty)
+    head_link: str  # the chain's link at `head`
+    tail: list[LoggedEvent]  # events after the position asked for, up to TAIL_EVENTS_MAX
+    tail_complete: bool  # False: more than TAIL_EVENTS_MAX events followed it
+    existing: set[UUID]  # which of the ids asked about have events
+
+
+class LogWriter(Protocol):
+    def begin(self, after: int, ask: Sequence[UUID]) -> Opened: ...
+
+    def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
+        """Append the events and their chain links, and commit; their positions."""
+        ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteLogWriter:
+    """BEGIN IMMEDIATE takes SQLite's one write lock at once (a deferred BEGIN would take it at
+    the first insert, after deciding against a state another writer may change meanwhile)."""
+
+    def __init__(self, path: str, events_table: str, lock_timeout: float) -> None:
+        self.events = events_table
+        self.connection = sqlite3.connect(
+            path, uri=True, isolation_level=None, check_same_thread=False, timeout=lock_timeout
+        )
+        self._next_position = 0
+
+    def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
+        c = self.connection
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise OperationalError(error) from error
+        row = c.execute(
+            f"SELECT position, hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        head, head_link = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+        # The log is append-only (triggers refuse deletes), so under the write lock the next
+        # rows are max(rowid)+1, +2, ...: positions known before inserting, one executemany.
+        self._next_position = (
+            int(c.execute(f"SELECT coalesce(max(rowid), 0) FROM {self.events}").fetchone()[0]) + 1
+        )
+        tail_rows = c.execute(
+            f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events} "
+            "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, limits.TAIL_EVENTS_MAX + 1),
+        ).fetchall()
+        existing: set[UUID] = set()
+        for start in range(0, len(ask), limits.SQL_PARAMETERS_MAX):
+            chunk = [i.hex for i in ask[start : start + limits.SQL_PARAMETERS_MAX]]
+            marks = ",".join("?" * len(chunk))
+            existing.update(
+                UUID(r[0])
+                for r in c.execute(
+                    f"SELECT originator_id FROM {self.events} WHERE originator_id IN ({marks}) "
+                    "AND originator_version = 1",
+                    chunk,
+                )
+            )
+        return Opened(
+            head=head,
+            head_link=head_link,
+            tail=[
+                LoggedEvent(
+                    position=int(r[0]),
+                    stored=StoredEvent(
+                        originator_id=UUID(r[1]),
+                        originator_version=int(r[2]),
+                        topic=str(r[3]),
+                        state=bytes(r[4]),
+                    ),
+                )
+                for r in tail_rows[: limits.TAIL_EVENTS_MAX]
+            ],
+            tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
+            existing=existing,
+        )
+
+    def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
+        c = self.connection
+        positions = list(range(self._next_position, self._next_position + len(stored)))
+        try:
+            c.executemany(
+                f"INSERT INTO {self.events} "
+                "(rowid, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        position,
+                        _uuid(event.originator_id).hex,
+                        event.originator_version,
+                        event.topic,
+                        event.state,
+                    )
+                    for position, event in zip(positions, stored, strict=True)
+                ],
+            )
+            c.executemany(
+                f"INSERT INTO {CHAIN_TABLE} (position, hash) VALUES (?, ?)",
+                links_for(opened.head_link, positions, stored),
+            )
+        except sqlite3.IntegrityError as error:
+            raise IntegrityError(error) from error
+        c.execute("COMMIT")
+        return positions
+
+    def rollback(self) -> None:
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class PostgresLogWriter:
+    """The same EXCLUSIVE lock the library's recorder takes to insert (so its writers and ours
+    queue on one lock and commit in position order), taken first instead of last."""
+
+    def __init__(self, env: dict[str, str], events_table: str) -> None:
+        import psycopg
+        from psycopg.sql import SQL, Identifier
+
+        from ledger.persistence import postgres_connect
+
+        schema = Identifier(env["POSTGRES_SCHEMA"] or "public")
+        events = SQL("{0}.{1}").format(schema, Identifier(events_table))
+        chain = SQL("{0}.{1}").format(schema, Identifier(CHAIN_TABLE))
+        self.psycopg = psycopg
+        self.connection = postgres_connect(env)
+
+        def text(template: str, *parts: Any) -> str:
+            """Composed once: psycopg would compose a SQL object again on every execute."""
+            return SQL(template).format(*parts).as_string(self.connection)
+
+        # One simple-protocol query (several statements, literal values, one round trip): a
+        # psycopg pipeline of the same statements costs more than the round trip it saves.
+        self.begin_query = text(
+            "BEGIN; SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE; "
+            "EXECUTE ledger_head; EXECUTE ledger_tail(%(after)d, %(limit)d); "
+            "EXECUTE ledger_exists('{{%(ids)s}}')",
+            int(env["POSTGRES_LOCK_TIMEOUT"]),
+            events,
+        )
+        # Planned once per connection: planning them on every command cost more than running.
+        for statement in (
+            text(
+                "PREPARE ledger_head AS "
+                "SELECT position, hash FROM {0} ORDER BY position DESC LIMIT 1",
+                chain,
+            ),
+            text(
+                "PREPARE ledger_tail(bigint, bigint) AS SELECT notification_id, originator_id, "
+                "originator_version, topic, state FROM {0} WHERE notification_id > $1 "
+                "ORDER BY notification_id LIMIT $2",
+                events,
+            ),
+            text(
+                "PREPARE ledger_exists(uuid[]) AS SELECT originator_id FROM {0} "
+                "WHERE originator_id = ANY($1) AND originator_version = 1",
+                events,
+            ),
+        ):
+            self.connection.execute(statement.encode())
+        self.insert = text(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id",
+            events,
+        )
+        # The library's subscribers LISTEN on the events table's name.
+        self.finish_query = text(
+            "INSERT INTO {0} (position, hash) VALUES %(links)s; NOTIFY {1}; COMMIT",
+            chain,
+            Identifier(events_table.replace(".", "_")),
+        )
+
+    def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
+        query = self.begin_query % {
+            "after": after,
+            "limit": limits.TAIL_EVENTS_MAX + 1,
+            "ids": ",".join(str(_uuid(i)) for i in ask),  # UUIDs: hexadecimal and dashes only
+        }
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(query.encode())
+            results = []
+            while True:
+                if cursor.description is not None:
+                    results.append(cursor.fetchall())
+                if not cursor.nextset():
+                    break
+        except self.psycopg.OperationalError as error:
+            self.rollback()
+            raise OperationalError(error) from error
+        except BaseException:
+            self.rollback()
+            raise
+        head_rows, tail_rows, existing_rows = results
+        return Opened(
+            head=0 if not head_rows else int(head_rows[0][0]),
+            head_link=GENESIS if not head_rows else str(head_rows[0][1]),
+            tail=[
+                LoggedEvent(
+                    position=int(r[0]),
+                    stored=StoredEvent(
+                        originator_id=r[1],
+                        originator_version=int(r[2]),
+                        topic=str(r[3]),
+                        state=bytes(r[4]),
+                    ),
+                )
+                for r in tail_rows[: limits.TAIL_EVENTS_MAX]
+            ],
+            tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
+            existing={r[0] for r in existing_rows},
+        )
+
+    def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
+        c = self.connection
+        try:
+            if not stored:
+                c.execute(b"COMMIT")
+                return []
+            positions = [
+                int(r[0])
+                for r in c.execute(
+                    self.insert.encode(),
+                    (
+                        [_uuid(e.originator_id) for e in stored],
+                        [e.originator_version for e in stored],
+                        [e.topic for e in stored],
+                        [e.state for e in stored],
+                    ),
+                    prepare=True,
+                ).fetchall()
+            ]
+            links = ",".join(  # positions and hex digests: digits and letters only
+                f"({int(position)},'{link}')"
+                for position, link in links_for(opened.head_link, positions, stored)
+            )
+            c.execute((self.finish_query % {"links": links}).encode())
+        except self.psycopg.IntegrityError as error:
+            raise IntegrityError(error) from error
+        return positions
+
+    def rollback(self) -> None:
+        if self.connection.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE:
+            self.connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
