@@ -15,7 +15,7 @@ notification and the commit in a third.
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
@@ -23,6 +23,9 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 from ledger import limits
 from ledger.audit.chain import GENESIS
 from ledger.audit.recorders import CHAIN_TABLE, links_for
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,14 @@ class SQLiteLogWriter:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             raise OperationalError(error) from error
+        try:
+            return self._read_under_lock(after, ask)
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _read_under_lock(self, after: int, ask: Sequence[UUID]) -> Opened:
+        c = self.connection
         row = c.execute(
             f"SELECT position, hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1"
         ).fetchone()
@@ -161,17 +172,15 @@ class PostgresLogWriter:
         import psycopg
         from psycopg.sql import SQL, Identifier
 
-        from ledger.persistence import postgres_connect
-
         schema = Identifier(env["POSTGRES_SCHEMA"] or "public")
         events = SQL("{0}.{1}").format(schema, Identifier(events_table))
         chain = SQL("{0}.{1}").format(schema, Identifier(CHAIN_TABLE))
         self.psycopg = psycopg
-        self.connection = postgres_connect(env)
+        self.env = env
 
         def text(template: str, *parts: Any) -> str:
             """Composed once: psycopg would compose a SQL object again on every execute."""
-            return SQL(template).format(*parts).as_string(self.connection)
+            return SQL(template).format(*parts).as_string(None)
 
         # One simple-protocol query (several statements, literal values, one round trip): a
         # psycopg pipeline of the same statements costs more than the round trip it saves.
@@ -182,8 +191,10 @@ class PostgresLogWriter:
             int(env["POSTGRES_LOCK_TIMEOUT"]),
             events,
         )
-        # Planned once per connection: planning them on every command cost more than running.
-        for statement in (
+        # Planned once per connection (planning them on every command cost more than running
+        # them), by PREPARE rather than psycopg's automatic preparing, which deallocates every
+        # prepared statement of the connection when it sees a ROLLBACK.
+        self.prepare = [
             text(
                 "PREPARE ledger_head AS "
                 "SELECT position, hash FROM {0} ORDER BY position DESC LIMIT 1",
@@ -200,8 +211,8 @@ class PostgresLogWriter:
                 "WHERE originator_id = ANY($1) AND originator_version = 1",
                 events,
             ),
-        ):
-            self.connection.execute(statement.encode())
+        ]
+        # Parameters cannot be bound to an EXECUTE: the insert is planned each time (cheap).
         self.insert = text(
             "INSERT INTO {0} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
@@ -214,8 +225,21 @@ class PostgresLogWriter:
             chain,
             Identifier(events_table.replace(".", "_")),
         )
+        self.connection = self._connect()
+
+    def _connect(self) -> "psycopg.Connection[Any]":
+        from ledger.persistence import postgres_connect
+
+        connection = postgres_connect(self.env)
+        connection.prepare_threshold = None
+        for statement in self.prepare:
+            connection.execute(statement.encode())
+        return connection
 
     def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
+        if self.connection.closed or self.connection.broken:
+            self.connection.close()
+            self.connection = self._connect()  # the server restarted, or ended our session
         query = self.begin_query % {
             "after": after,
             "limit": limits.TAIL_EVENTS_MAX + 1,
@@ -272,7 +296,6 @@ class PostgresLogWriter:
                         [e.topic for e in stored],
                         [e.state for e in stored],
                     ),
-                    prepare=True,
                 ).fetchall()
             ]
             links = ",".join(  # positions and hex digests: digits and letters only
@@ -285,6 +308,8 @@ class PostgresLogWriter:
         return positions
 
     def rollback(self) -> None:
+        if self.connection.closed or self.connection.broken:
+            return  # nothing to undo: the server ended the transaction with the session
         if self.connection.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE:
             self.connection.execute("ROLLBACK")
 

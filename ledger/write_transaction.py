@@ -102,7 +102,10 @@ class WriteTransaction:
         self.snapshots_taken: dict[UUID, Any] = {}
         self._events_of: dict[UUID, list[Any]] = {}
         self._absent: set[UUID] = set()
-        self._uncached: dict[UUID, LedgerAggregate] = {}  # decided here, not worth caching
+        # Every aggregate this transaction decided events for, as they now are: the cache may
+        # drop them (it is bounded) before they are committed, and they must not be read back
+        # from the committed log without those events.
+        self._decided: dict[UUID, LedgerAggregate] = {}
 
     def known_absent(self, ids: Iterable[UUID]) -> None:
         """Ids the lock-time lookup found no events for (new requests, new accounts)."""
@@ -118,7 +121,10 @@ class WriteTransaction:
         )
 
     def get(self, aggregate_id: UUID) -> LedgerAggregate | None:
-        cached = self.cache.get(aggregate_id) or self._uncached.get(aggregate_id)
+        decided = self._decided.get(aggregate_id)
+        if decided is not None:
+            return decided
+        cached = self.cache.get(aggregate_id)
         if cached is not None:
             return cached
         if aggregate_id in self._absent:
@@ -157,10 +163,9 @@ class WriteTransaction:
             self._absent.discard(aggregate.id)
             self._events_of.setdefault(aggregate.id, []).extend(events)
             self.events.extend(events)
+            self._decided[aggregate.id] = aggregate
             if cache:
                 self.cache.put(aggregate)
-            else:
-                self._uncached[aggregate.id] = aggregate
             interval = intervals.get(type(aggregate))
             if interval is not None:
                 for event in events:
@@ -174,6 +179,7 @@ class WriteTransaction:
         this transaction decided for them before it."""
         for aggregate_id in aggregate_ids:
             self.cache.discard(aggregate_id)
+            self._decided.pop(aggregate_id, None)
             decided = self._events_of.get(aggregate_id)
             if not decided:
                 continue
@@ -181,6 +187,7 @@ class WriteTransaction:
             for event in decided:
                 aggregate = event.mutate(aggregate)
             assert isinstance(aggregate, LedgerAggregate)
+            self._decided[aggregate_id] = aggregate
             self.cache.put(aggregate)
 
     def stored_events(self) -> list[StoredEvent]:

@@ -11,6 +11,7 @@ from eventsourcing.persistence import InfrastructureFactoryError, PersistenceErr
 
 from ledger.application import Ledger
 from ledger.cli.output import error
+from ledger.errors import SaveRetriesExhausted
 from ledger.persistence import DATABASE_URL_DEFAULT, DatabaseUrlError
 
 EXIT_OK = 0
@@ -48,6 +49,7 @@ DATABASE_ERRORS = (
     InfrastructureFactoryError,
     psycopg.Error,
     sqlite3.Error,
+    SaveRetriesExhausted,  # conflicts that kept recurring: the store is not usable as it is
 )
 
 
