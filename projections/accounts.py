@@ -6,7 +6,7 @@ valuations are refreshed once per catch-up for the accounts whose balances or pr
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -20,8 +20,9 @@ from ledger.money import format_plain
 from ledger.params import QUOTE_ASSET, CollateralBracket, MaintenanceBracket
 from ledger.queries import VALUATION_FIELDS, AccountView, valuation_fields
 from ledger.rules.valuation import Market, Position
-from projections.sql import Db, Table, dec, time_key
-from projections.store import Positioned, ReadModel
+from projections.events import Record, Roles, derives, time_key_of
+from projections.sql import Db, Table, dec
+from projections.store import Kept, ReadModel
 
 ACCOUNTS = Table(
     name="accounts",
@@ -90,25 +91,46 @@ class Accounts(ReadModel):
     description = "per account: kind, status, mode, balances per asset, margin levels"
     tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, BALANCES, MARKET)
 
-    def apply(self, db: Db, events: Sequence[Positioned]) -> None:
-        account_events = [(p, e) for p, e in events if _is_account_event(e)]
-        rows = _load_accounts(db, {str(e.originator_id) for _p, e in account_events})
-        market_changes: set[str] = set()
-        for position, event in events:
-            if _is_account_event(event):
-                _apply_account_event(rows, position, event)
-            else:
-                market_changes |= _apply_market_event(db, event)
+    def __init__(self, view: Any) -> None:
+        super().__init__(view=view)
+        self._accounts: Kept[str, dict[str, Any]] = Kept()  # by originator id
+        self._market: dict[str, dict[str, Any]] | None = None  # by asset; the table is small
+        self._market_changed: set[str] = set()  # rows of account_market to write
+        self._moved: set[str] = set()  # assets (or DEFAULTS_ROW) whose valuations moved
+
+    def begin(self, *, fresh: bool) -> None:
+        self._accounts.reset(fresh=fresh)
+        self._market = {} if fresh else None
+        self._market_changed, self._moved = set(), set()
+
+    def apply(self, db: Db, records: Sequence[Record]) -> None:
+        if self._market is None:
+            self._market = _read_market(db)
+        rows, roles = self._accounts.rows, ROLES
+        if not self._accounts.complete:
+            wanted = {r.data["originator_id"] for r in records if roles[r.kind] in ACCOUNT_ROLES}
+            rows.update(_load_accounts(db, self._accounts.missing(wanted)))
+        for record in records:
+            role = roles[record.kind]
+            if role is None:
+                continue
+            if role is MARKET_ROLE:
+                changed = _apply_market_event(self._market, record)
+                self._market_changed.add(changed)
+                self._moved.add(changed)
+                continue
+            _apply_account_event(rows, record, role)
+
+    def flush(self, db: Db) -> None:
+        assert self._market is not None or not self._market_changed
+        if self._market is not None:
+            _save_market(db, [self._market[asset] for asset in sorted(self._market_changed)])
+        self._market_changed = set()
+        rows = self._accounts.rows
         _save_accounts(db, rows.values())
-        if DEFAULTS_ROW in market_changes:
-            db.execute("UPDATE {accounts} SET is_valuation_stale = 1")
-        else:
-            for asset in sorted(market_changes):
-                db.execute(
-                    "UPDATE {accounts} SET is_valuation_stale = 1 WHERE account_id IN "
-                    "(SELECT account_id FROM {account_balances} WHERE asset = ?)",
-                    (asset,),
-                )
+        _mark_stale(db, self._moved, rows.values())
+        self._moved = set()
+        self._accounts.trim()
 
     def finish(self, db: Db) -> bool:
         """Value a chunk of the accounts whose balances or prices moved; True while more wait."""
@@ -145,105 +167,250 @@ class Accounts(ReadModel):
         return len(stale) == VALUATION_CHUNK
 
 
-def _is_account_event(event: Any) -> bool:
-    return isinstance(event, MarginAccount.Event)
-
-
 # --- account rows ------------------------------------------------------------------------------
 
+MARKET_EVENTS = (
+    Asset.Listed,
+    Asset.PriceMarked,
+    Asset.MaintenanceBracketsSet,
+    RiskParameters.Initialised,
+    RiskParameters.DefaultMaintenanceBracketsSet,
+)
 
-def _new_row(event: MarginAccount.Registered) -> dict[str, Any]:
+
+def _new_row(data: dict[str, Any]) -> dict[str, Any]:
     return {
-        "account_id": f"{event.user}:{event.account}",
-        "originator_id": str(event.originator_id),
-        "user_id": event.user,
-        "account": event.account,
-        "kind": event.kind.value,
+        "account_id": f"{data['user']}:{data['account']}",
+        "originator_id": data["originator_id"],
+        "user_id": data["user"],
+        "account": data["account"],
+        "kind": AccountKind(data["kind"]).value,
         "status": AccountStatus.NOT_OPEN.value,
         "mode": None,
-        "pair_assets": list(event.pair_assets),
+        "pair_assets": list(data["pair_assets"]),
         "is_borrowing_enabled": True,
         "auto_top_up_asset": None,
         "fixed_quota_usdt_overrides": {},
         "last_margin_call_at": None,
         "balances": {},
         "valuation": dict.fromkeys(VALUATION_FIELDS),
+        "is_valuation_stale": 1,
+        "dropped": set(),  # assets whose balance row is to be deleted
     }
 
 
-def _apply_account_event(rows: dict[str, dict[str, Any]], position: int, event: Any) -> None:
-    key = str(event.originator_id)
-    if isinstance(event, MarginAccount.Registered):
-        assert key not in rows, event
-        rows[key] = _new_row(event)
-    row = rows[key]
-    assert row.get("version", 0) + 1 == event.originator_version, (row.get("version"), event)
-    row["version"] = event.originator_version
-    row["last_effective_at"] = time_key(event.effective_at)
-    row["last_position"] = position
-    row["is_changed"] = True
-    balances: dict[str, dict[str, Decimal]] = row["balances"]
+Balances = dict[str, dict[str, Decimal]]
 
-    def balance(asset: str) -> dict[str, Decimal]:
-        return balances.setdefault(asset, dict.fromkeys(ACCOUNT_BALANCE_FIELDS, Decimal(0)))
 
-    match event:
-        case MarginAccount.Opened():
-            row["status"] = AccountStatus.OPEN.value
-            row["mode"] = None if event.mode is None else event.mode.value
-        case MarginAccount.TransferPending():
-            row["status"] = AccountStatus.PENDING_VERIFICATION.value
-        case MarginAccount.TransferCancelled():
-            row["status"] = AccountStatus.NOT_OPEN.value
-        case (
-            MarginAccount.TransferredIn()
-            | MarginAccount.TransferredOut()
-            | MarginAccount.ToppedUp()
-        ):
-            balance(event.asset)["holding"] = event.holding_after
-        case MarginAccount.Borrowed():
-            figures = balance(event.asset)
-            figures["holding"] = event.holding_after
-            figures["liability"] = event.liability_after
-            figures["interest"] += event.first_hour_interest
-        case MarginAccount.InterestCharged():
-            balance(event.asset)["interest"] = event.interest_after
-        case MarginAccount.Repaid():
-            figures = balance(event.asset)
-            figures["holding"] = event.holding_after
-            figures["liability"] = event.liability_after
-            figures["interest"] = event.interest_after
-        case MarginAccount.TradeSettled():
-            balance(event.sell_asset)["holding"] -= event.sell_quantity
-            balance(event.buy_asset)["holding"] += event.buy_quantity
-            balance(event.fee_asset)["holding"] -= event.fee_quantity
-        case MarginAccount.Liquidated():
-            for figures in balances.values():
-                for field in ACCOUNT_BALANCE_FIELDS:
-                    figures[field] = Decimal(0)
-            if event.remainder_usdt:
-                balance(QUOTE_ASSET)["holding"] = event.remainder_usdt
-        case MarginAccount.ModeSwitched():
-            row["mode"] = event.to_mode.value
-        case MarginAccount.BorrowingSet():
-            row["is_borrowing_enabled"] = event.enabled
-        case MarginAccount.AutoTopUpSet():
-            row["auto_top_up_asset"] = event.asset
-        case MarginAccount.QuotaOverridden():
-            row["fixed_quota_usdt_overrides"][event.asset] = format_plain(event.fixed_quota_usdt)
-        case MarginAccount.MarginCalled():
-            row["last_margin_call_at"] = time_key(event.effective_at)
-        case _:
-            pass  # refusals and verifications: the version moved, nothing else
+def _balance(balances: Balances, asset: str) -> dict[str, Decimal]:
+    figures = balances.get(asset)
+    if figures is None:
+        figures = balances[asset] = dict.fromkeys(ACCOUNT_BALANCE_FIELDS, ZERO)
+    return figures
+
+
+ZERO = Decimal(0)
+
+
+def _opened(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["status"] = AccountStatus.OPEN.value
+    row["mode"] = None if data["mode"] is None else Mode(data["mode"]).value
+
+
+def _pending(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["status"] = AccountStatus.PENDING_VERIFICATION.value
+
+
+def _cancelled(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["status"] = AccountStatus.NOT_OPEN.value
+
+
+def _holding_moved(row: dict[str, Any], data: dict[str, Any]) -> None:
+    holding = _balance(row["balances"], data["asset"])["holding"] = Decimal(data["holding_after"])
+    assert holding >= 0, data
+
+
+def _borrowed(row: dict[str, Any], data: dict[str, Any]) -> None:
+    figures = _balance(row["balances"], data["asset"])
+    figures["holding"] = Decimal(data["holding_after"])
+    figures["liability"] = Decimal(data["liability_after"])
+    figures["interest"] += Decimal(data["first_hour_interest"])
+    assert figures["holding"] >= 0 and figures["liability"] >= 0, data
+    assert figures["interest"] >= 0, data
+
+
+def _interest_charged(row: dict[str, Any], data: dict[str, Any]) -> None:
+    interest = _balance(row["balances"], data["asset"])["interest"] = Decimal(
+        data["interest_after"]
+    )
+    assert interest >= 0, data
+
+
+def _repaid(row: dict[str, Any], data: dict[str, Any]) -> None:
+    figures = _balance(row["balances"], data["asset"])
+    figures["holding"] = Decimal(data["holding_after"])
+    figures["liability"] = Decimal(data["liability_after"])
+    figures["interest"] = Decimal(data["interest_after"])
+    assert figures["holding"] >= 0 and figures["liability"] >= 0, data
+    assert figures["interest"] >= 0, data
+
+
+def _trade_settled(row: dict[str, Any], data: dict[str, Any]) -> None:
+    balances = row["balances"]
+    sold = _balance(balances, data["sell_asset"])
+    sold["holding"] -= Decimal(data["sell_quantity"])
+    bought = _balance(balances, data["buy_asset"])
+    bought["holding"] += Decimal(data["buy_quantity"])
+    fee = _balance(balances, data["fee_asset"])
+    fee["holding"] -= Decimal(data["fee_quantity"])
+    assert sold["holding"] >= 0 and bought["holding"] >= 0 and fee["holding"] >= 0, data
+
+
+def _liquidated(row: dict[str, Any], data: dict[str, Any]) -> None:
+    balances = row["balances"]
     for figures in balances.values():
-        assert all(figures[field] >= 0 for field in ACCOUNT_BALANCE_FIELDS), (event, figures)
+        for field in ACCOUNT_BALANCE_FIELDS:
+            figures[field] = ZERO
+    remainder = Decimal(data["remainder_usdt"])
+    assert remainder >= 0, data
+    if remainder:
+        _balance(balances, QUOTE_ASSET)["holding"] = remainder
+
+
+def _mode_switched(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["mode"] = Mode(data["to_mode"]).value
+
+
+def _borrowing_set(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["is_borrowing_enabled"] = bool(data["enabled"])
+
+
+def _auto_top_up_set(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["auto_top_up_asset"] = data["asset"]
+
+
+def _quota_overridden(row: dict[str, Any], data: dict[str, Any]) -> None:
+    quota = format_plain(Decimal(data["fixed_quota_usdt"]))
+    row["fixed_quota_usdt_overrides"][data["asset"]] = quota
+
+
+def _margin_called(row: dict[str, Any], data: dict[str, Any]) -> None:
+    row["last_margin_call_at"] = time_key_of(data["effective_at"])
+
+
+def _registered(row: dict[str, Any], data: dict[str, Any]) -> None:
+    """Nothing more than the new row."""
+
+
+def _version_only(row: dict[str, Any], data: dict[str, Any]) -> None:
+    """Refusals and verifications: the version moved, nothing else."""
+
+
+AccountHandler = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def _market_event(row: dict[str, Any], data: dict[str, Any]) -> None:
+    raise AssertionError("a market event is not applied to an account")
+
+
+MARKET_ROLE: AccountHandler = _market_event
+ROLES: Roles[AccountHandler | None] = Roles(
+    [
+        (MarginAccount.Registered, _registered),
+        (MarginAccount.Opened, _opened),
+        (MarginAccount.TransferPending, _pending),
+        (MarginAccount.TransferCancelled, _cancelled),
+        (
+            (MarginAccount.TransferredIn, MarginAccount.TransferredOut, MarginAccount.ToppedUp),
+            _holding_moved,
+        ),
+        (MarginAccount.Borrowed, _borrowed),
+        (MarginAccount.InterestCharged, _interest_charged),
+        (MarginAccount.Repaid, _repaid),
+        (MarginAccount.TradeSettled, _trade_settled),
+        (MarginAccount.Liquidated, _liquidated),
+        (MarginAccount.ModeSwitched, _mode_switched),
+        (MarginAccount.BorrowingSet, _borrowing_set),
+        (MarginAccount.AutoTopUpSet, _auto_top_up_set),
+        (MarginAccount.QuotaOverridden, _quota_overridden),
+        (MarginAccount.MarginCalled, _margin_called),
+        (MarginAccount.Event, _version_only),
+        (MARKET_EVENTS, MARKET_ROLE),
+    ],
+    default=None,
+)
+
+
+def _asset(data: dict[str, Any], row: dict[str, Any]) -> tuple[str, ...]:
+    return (data["asset"],)
+
+
+def _traded(data: dict[str, Any], row: dict[str, Any]) -> tuple[str, ...]:
+    return (data["sell_asset"], data["buy_asset"], data["fee_asset"])
+
+
+def _every_asset(data: dict[str, Any], row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(row["balances"])
+
+
+# The handlers that move balances, and the assets whose balances each moves.
+BALANCE_HANDLERS: dict[
+    AccountHandler, Callable[[dict[str, Any], dict[str, Any]], tuple[str, ...]]
+] = {
+    _holding_moved: _asset,
+    _borrowed: _asset,
+    _interest_charged: _asset,
+    _repaid: _asset,
+    _trade_settled: _traded,
+    _liquidated: _every_asset,
+}
+ACCOUNT_ROLES = frozenset(role for _bases, role in ROLES.entries if role is not MARKET_ROLE)
+
+
+def _apply_account_event(
+    rows: dict[str, dict[str, Any]], record: Record, handler: AccountHandler
+) -> None:
+    data = record.data
+    key = data["originator_id"]
+    if handler is _registered:
+        assert key not in rows, data
+        rows[key] = _new_row(data)
+    row = rows[key]
+    version = data["originator_version"]
+    assert row.get("version", 0) + 1 == version, (row.get("version"), data)
+    row["version"] = version
+    row["last_effective_at"] = record.effective_key
+    row["last_position"] = record.position
+    row["is_changed"] = True
+    handler(row, data)  # each asserts that the figures it sets are not negative
+    touched = BALANCE_HANDLERS.get(handler)
+    if touched is not None:
+        _drop_zero_balances(row, touched(data, row))
+
+
+def _drop_zero_balances(row: dict[str, Any], assets: Iterable[str]) -> None:
+    """A balance all zero has no row: forgotten at once, so that what is written never depends
+    on where a batch ends (a zero's exponent, e.g. 0E-8, would otherwise outlive it when the
+    same batch moved the balance again, and PostgreSQL keeps it: 0.00000000 against 0)."""
+    balances = row["balances"]
+    for asset in assets:
+        figures = balances.get(asset)
+        if figures is not None and not (
+            figures["holding"] or figures["liability"] or figures["interest"]
+        ):
+            del balances[asset]
+            row["dropped"].add(asset)
 
 
 def _load_accounts(db: Db, originator_ids: set[str]) -> dict[str, dict[str, Any]]:
+    if not originator_ids:
+        return {}
     found = db.query_in(
         "SELECT account_id FROM {accounts} WHERE originator_id IN ({keys})", originator_ids
     )
     by_id = _load_accounts_by_id(db, [row[0] for row in found])
+    for row in by_id.values():
+        row["dropped"] = set()
     return {row["originator_id"]: row for row in by_id.values()}
 
 
@@ -274,6 +441,8 @@ def _load_accounts_by_id(db: Db, account_ids: Sequence[str]) -> dict[str, dict[s
 
 
 def _save_accounts(db: Db, rows: Any) -> None:
+    """Write the changed accounts (each marked for valuation) and their balances; a balance
+    that is all zero has no row."""
     changed = [row for row in rows if row.get("is_changed")]
     account_rows = []
     for row in changed:
@@ -298,13 +467,18 @@ def _save_accounts(db: Db, rows: Any) -> None:
                 1,
             ]
         )
+        row["is_changed"] = False
+        row["is_valuation_stale"] = 1
     db.upsert(ACCOUNTS, account_rows)
     keep: list[tuple[str, str, dict[str, Decimal]]] = []
-    drop: list[tuple[str, str, dict[str, Decimal]]] = []
+    drop: list[tuple[str, str]] = []
     for row in changed:
-        for asset, figures in row["balances"].items():
-            target = keep if any(figures.values()) else drop
-            target.append((row["account_id"], asset, figures))
+        balances = row["balances"]
+        keep.extend((row["account_id"], asset, figures) for asset, figures in balances.items())
+        drop.extend(
+            (row["account_id"], asset) for asset in sorted(row["dropped"] - balances.keys())
+        )
+        row["dropped"] = set()
     db.upsert(
         BALANCES,
         (
@@ -312,10 +486,28 @@ def _save_accounts(db: Db, rows: Any) -> None:
             for account_id, asset, figures in keep
         ),
     )
-    db.executemany(
-        "DELETE FROM {account_balances} WHERE account_id = ? AND asset = ?",
-        ((account_id, asset) for account_id, asset, _figures in drop),
-    )
+    db.executemany("DELETE FROM {account_balances} WHERE account_id = ? AND asset = ?", drop)
+
+
+def _mark_stale(db: Db, moved: set[str], rows: Any) -> None:
+    """Mark for valuation the accounts holding an asset whose price, ladder or brackets moved
+    (every account when the default brackets did)."""
+    if not moved:
+        return
+    if DEFAULTS_ROW in moved:
+        db.execute("UPDATE {accounts} SET is_valuation_stale = 1 WHERE is_valuation_stale = 0")
+        for row in rows:
+            row["is_valuation_stale"] = 1
+        return
+    for asset in sorted(moved):
+        db.execute(
+            "UPDATE {accounts} SET is_valuation_stale = 1 WHERE is_valuation_stale = 0 AND "
+            "account_id IN (SELECT account_id FROM {account_balances} WHERE asset = ?)",
+            (asset,),
+        )
+    for row in rows:
+        if not moved.isdisjoint(row["balances"]):
+            row["is_valuation_stale"] = 1
 
 
 def _dec_or_none(value: Any) -> Decimal | None:
@@ -325,73 +517,75 @@ def _dec_or_none(value: Any) -> Decimal | None:
 # --- the market the valuations use --------------------------------------------------------------
 
 
-def _apply_market_event(db: Db, event: Any) -> set[str]:
-    """Record a price, ladder or bracket change; the assets whose valuations it moves."""
-    match event:
-        case Asset.Listed():
-            ladder = LADDER.dump_json(event.collateral_ladder).decode()
-            db.execute(
-                "INSERT INTO {account_market} (asset, originator_id, price_usdt, "
-                "collateral_ladder, maintenance_brackets) VALUES (?, ?, ?, ?, NULL)",
-                (
-                    event.symbol,
-                    str(event.originator_id),
-                    db.dec(Decimal(1)) if event.symbol == QUOTE_ASSET else None,
-                    ladder,
-                ),
-            )
-            return {event.symbol}
-        case Asset.PriceMarked():
-            symbol = _symbol_of(db, event)
-            db.execute(
-                "UPDATE {account_market} SET price_usdt = ? WHERE asset = ?",
-                (db.dec(event.price_usdt), symbol),
-            )
-            return {symbol}
-        case Asset.MaintenanceBracketsSet():
-            symbol = _symbol_of(db, event)
-            db.execute(
-                "UPDATE {account_market} SET maintenance_brackets = ? WHERE asset = ?",
-                (BRACKETS.dump_json(event.maintenance_brackets).decode(), symbol),
-            )
-            return {symbol}
-        case RiskParameters.Initialised() | RiskParameters.DefaultMaintenanceBracketsSet():
-            brackets = (
-                event.maintenance_brackets_default
-                if isinstance(event, RiskParameters.Initialised)
-                else event.maintenance_brackets
-            )
-            db.upsert(
-                MARKET,
-                [
-                    (
-                        DEFAULTS_ROW,
-                        str(event.originator_id),
-                        None,
-                        None,
-                        BRACKETS.dump_json(brackets).decode(),
-                    )
-                ],
-            )
-            return {DEFAULTS_ROW}
-    return set()
-
-
-def _symbol_of(db: Db, event: Any) -> str:
-    rows = db.query(
-        "SELECT asset FROM {account_market} WHERE originator_id = ?", (str(event.originator_id),)
+def _apply_market_event(market: dict[str, dict[str, Any]], record: Record) -> str:
+    """Record a listing, price or bracket change in memory; the asset (or DEFAULTS_ROW) whose
+    valuations it moves."""
+    kind = record.kind
+    if derives(kind, Asset.Listed):
+        event = record.event
+        market[event.symbol] = {
+            "asset": event.symbol,
+            "originator_id": record.originator_id,
+            "price_usdt": Decimal(1) if event.symbol == QUOTE_ASSET else None,
+            "collateral_ladder": LADDER.dump_json(event.collateral_ladder).decode(),
+            "maintenance_brackets": None,
+        }
+        return str(event.symbol)
+    if derives(kind, (Asset.PriceMarked, Asset.MaintenanceBracketsSet)):
+        row = _market_row_of(market, record.originator_id)
+        if derives(kind, Asset.PriceMarked):
+            row["price_usdt"] = record.dec("price_usdt")
+        else:
+            brackets = record.event.maintenance_brackets
+            row["maintenance_brackets"] = BRACKETS.dump_json(brackets).decode()
+        return str(row["asset"])
+    event = record.event
+    brackets = (
+        event.maintenance_brackets_default
+        if isinstance(event, RiskParameters.Initialised)
+        else event.maintenance_brackets
     )
-    assert rows, f"an event of an asset never listed: {event}"
-    return str(rows[0][0])
+    market[DEFAULTS_ROW] = {
+        "asset": DEFAULTS_ROW,
+        "originator_id": record.originator_id,
+        "price_usdt": None,
+        "collateral_ladder": None,
+        "maintenance_brackets": BRACKETS.dump_json(brackets).decode(),
+    }
+    return DEFAULTS_ROW
 
 
-MARKET_TOPIC_CLASSES = (
-    Asset.Listed,
-    Asset.PriceMarked,
-    Asset.MaintenanceBracketsSet,
-    RiskParameters.Initialised,
-    RiskParameters.DefaultMaintenanceBracketsSet,
-)
+def _market_row_of(market: dict[str, dict[str, Any]], originator_id: str) -> dict[str, Any]:
+    rows = [row for row in market.values() if row["originator_id"] == originator_id]
+    assert rows, f"an event of an asset never listed: {originator_id}"
+    return rows[0]
+
+
+def _read_market(db: Db) -> dict[str, dict[str, Any]]:
+    columns = MARKET.column_names
+    rows = [
+        dict(zip(columns, values, strict=True))
+        for values in db.query(f"SELECT {', '.join(columns)} FROM {{account_market}}")
+    ]
+    for row in rows:
+        row["price_usdt"] = _dec_or_none(row["price_usdt"])
+    return {row["asset"]: row for row in rows}
+
+
+def _save_market(db: Db, rows: list[dict[str, Any]]) -> None:
+    db.upsert(
+        MARKET,
+        (
+            (
+                row["asset"],
+                row["originator_id"],
+                db.dec(row["price_usdt"]),
+                row["collateral_ladder"],
+                row["maintenance_brackets"],
+            )
+            for row in rows
+        ),
+    )
 
 
 class MarketRows:
@@ -402,6 +596,7 @@ class MarketRows:
         self.ladders: dict[str, tuple[CollateralBracket, ...]] = {}
         self.brackets: dict[str, tuple[MaintenanceBracket, ...]] = {}
         self.default_brackets: tuple[MaintenanceBracket, ...] | None = None
+        self.markets: dict[frozenset[str], Market | None] = {}
         for asset, price, ladder, brackets in rows:
             if asset == DEFAULTS_ROW:
                 self.default_brackets = BRACKETS.validate_json(brackets)
@@ -413,7 +608,14 @@ class MarketRows:
                 self.brackets[asset] = BRACKETS.validate_json(brackets)
 
     def market_for(self, assets: set[str]) -> Market | None:
-        """The market these assets are valued at, None if one has no price yet."""
+        """The market these assets are valued at, None if one has no price yet (the same one
+        for every account holding the same assets: built once)."""
+        key = frozenset(assets)
+        if key not in self.markets:
+            self.markets[key] = self._market_for(assets)
+        return self.markets[key]
+
+    def _market_for(self, assets: set[str]) -> Market | None:
         if self.default_brackets is None or not assets <= self.prices.keys():
             return None
         return Market(

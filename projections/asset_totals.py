@@ -6,9 +6,7 @@ The write side keeps T exactly for cap-eligible assets (AssetPool) to decide aga
 model is computed from the accounts' events alone, which is what lets reconciliation compare.
 """
 
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -17,8 +15,9 @@ from ledger.domain.asset import Asset
 from ledger.domain.asset_pool import AssetPool
 from ledger.params import QUOTE_ASSET, CapParams
 from ledger.rules.cap_band import band_of, ratio_for_record
+from projections.events import Record, Roles
 from projections.sql import Db, Table, dec, dec_or_none, time_key
-from projections.store import Positioned, ReadModel
+from projections.store import Kept, ReadModel
 
 TOTAL_FIELDS = ("capped_total", "isolated_total", "borrowed_total", "interest_total")
 CAP_FIELDS = ("upper_limit", "fixed_quota_usdt", "band_b_ratio_min", "band_c_ratio_min")
@@ -75,17 +74,8 @@ PRICE_HISTORY = Table(
     primary_key=("asset", "effective_at", "position"),
 )
 
-Deltas = dict[str, Decimal]
-
-
-@dataclass
-class Change:
-    """What one event did to one asset's totals."""
-
-    asset: str
-    effective_at: str
-    position: int
-    deltas: Deltas = field(default_factory=lambda: dict.fromkeys(TOTAL_FIELDS, Decimal(0)))
+Deltas = list[Decimal]  # per TOTAL_FIELDS
+Latest = tuple[tuple[str, int], list[Decimal], list[Any]]  # key, running totals, as written
 
 
 class AssetTotals(ReadModel):
@@ -99,48 +89,69 @@ class AssetTotals(ReadModel):
         PRICE_HISTORY,
     )
 
-    def apply(self, db: Db, events: Sequence[Positioned]) -> None:
-        assets = load_assets(db)
-        by_id = {str(Asset.create_id(s)): s for s in assets} | {
-            str(AssetPool.create_id(s)): s for s in assets
-        }
-        kinds = _load_kinds(db, events)
-        changes: list[Change] = []
-        caps, prices = [], []
-        for position, event in events:
-            effective_at = time_key(event.effective_at)
-            match event:
-                case Asset.Listed():
-                    assets[event.symbol] = _new_asset(event, position)
-                    by_id[str(event.originator_id)] = event.symbol
-                    by_id[str(AssetPool.create_id(event.symbol))] = event.symbol
-                case Asset.PriceMarked():
-                    row = assets[by_id[str(event.originator_id)]]
-                    row["price_usdt"] = event.price_usdt
+    def __init__(self, view: Any) -> None:
+        super().__init__(view=view)
+        self._assets: dict[str, dict[str, Any]] | None = None  # by symbol; the table is small
+        self._by_id: dict[str, str] = {}  # Asset and AssetPool ids -> symbol
+        self._kinds: Kept[str, str] = Kept()  # account originator id -> kind
+        self._history = _History()
+
+    def begin(self, *, fresh: bool) -> None:
+        self._assets = {} if fresh else None
+        self._by_id = {}
+        self._kinds.reset(fresh=fresh)
+        self._history = _History(fresh=fresh)
+
+    def apply(self, db: Db, records: Sequence[Record]) -> None:
+        if self._assets is None:
+            self._assets = load_assets(db)
+            for symbol in self._assets:
+                self._note_ids(symbol)
+        assets, by_id, kinds = self._assets, self._by_id, self._kinds.rows
+        roles = ROLES
+        if not self._kinds.complete:
+            wanted = {r.data["originator_id"] for r in records if callable(roles[r.kind])}
+            kinds.update(_load_kinds(db, self._kinds.missing(wanted)))
+        registered, caps, prices = [], [], []
+        history = self._history
+        for record in records:
+            role = roles[record.kind]
+            if role is None:
+                continue
+            data, position = record.data, record.position
+            if isinstance(role, str):
+                if role == REGISTERED:
+                    kind = kinds[data["originator_id"]] = AccountKind(data["kind"]).value
+                    registered.append((data["originator_id"], kind))
+                elif role == LISTED:
+                    assets[record.event.symbol] = _new_asset(record.event, position)
+                    self._note_ids(record.event.symbol)
+                elif role == PRICE_MARKED:
+                    row = assets[by_id[data["originator_id"]]]
+                    row["price_usdt"] = price = Decimal(data["price_usdt"])
                     row["last_position"] = position
-                    prices.append((row["asset"], effective_at, position, event.price_usdt))
-                case AssetPool.CapSet():
-                    row = assets[by_id[str(event.originator_id)]]
+                    prices.append((row["asset"], record.effective_key, position, price))
+                elif role == CAP_SET:
+                    row = assets[by_id[data["originator_id"]]]
+                    params = record.event.cap_params
                     for name in CAP_FIELDS:
-                        row[name] = getattr(event.cap_params, name)
+                        row[name] = getattr(params, name)
                     row["last_position"] = position
-                    caps.append((row["asset"], effective_at, position, event.cap_params))
-                case MarginAccount.Registered():
-                    kinds[str(event.originator_id)] = event.kind.value
-                    db.execute(
-                        "INSERT INTO {asset_totals_account_kinds} VALUES (?, ?)",
-                        (str(event.originator_id), event.kind.value),
-                    )
-                case MarginAccount.Event():
-                    kind = kinds[str(event.originator_id)]
-                    for change in account_changes(event, kind, effective_at, position):
-                        row = assets[change.asset]
-                        for name, delta in change.deltas.items():
-                            row[name] += delta
-                            assert row[name] >= 0, (change, row)
-                        row["last_position"] = position
-                        changes.append(change)
-        _save_assets(db, assets.values())
+                    caps.append((row["asset"], record.effective_key, position, params))
+                continue
+            holdings = ISOLATED if kinds[data["originator_id"]] == ISOLATED_KIND else CAPPED
+            changes: dict[str, Deltas] = {}
+            role(changes, data, holdings)
+            for asset, deltas in changes.items():
+                row = assets[asset]
+                for index, delta in enumerate(deltas):
+                    if delta:
+                        name = TOTAL_FIELDS[index]
+                        row[name] += delta
+                        assert row[name] >= 0, (data, row)
+                row["last_position"] = position
+                history.add(db, asset, (record.effective_key, position), deltas)
+        db.executemany("INSERT INTO {asset_totals_account_kinds} VALUES (?, ?)", registered)
         db.upsert(
             CAP_HISTORY,
             (
@@ -149,47 +160,99 @@ class AssetTotals(ReadModel):
             ),
         )
         db.upsert(PRICE_HISTORY, ((a, t, p, db.dec(price)) for a, t, p, price in prices))
-        _record_history(db, changes)
+        history.flush(db)  # appended rows are final: written now, not kept to the commit
+
+    def flush(self, db: Db) -> None:
+        if self._assets is not None:
+            _save_assets(db, self._assets.values())
+        self._history.flush(db)
+        self._kinds.trim()
+
+    def _note_ids(self, symbol: str) -> None:
+        self._by_id[str(Asset.create_id(symbol))] = symbol
+        self._by_id[str(AssetPool.create_id(symbol))] = symbol
 
 
-def account_changes(event: Any, kind: str, effective_at: str, position: int) -> list[Change]:
-    """The totals one account event moves, per asset (none for refusals and settings)."""
-    holdings = "isolated_total" if kind == AccountKind.ISOLATED else "capped_total"
-    changes: dict[str, Change] = {}
+CAPPED, ISOLATED, BORROWED, INTEREST = range(len(TOTAL_FIELDS))
+ISOLATED_KIND = AccountKind.ISOLATED.value
+ZERO = Decimal(0)
+Changes = dict[str, Deltas]  # what one account event moves, per asset: never all zero
 
-    def change(asset: str, name: str, delta: Decimal) -> None:
-        if delta:
-            entry = changes.setdefault(asset, Change(asset, effective_at, position))
-            entry.deltas[name] += delta
 
-    match event:
-        case MarginAccount.TransferredIn() | MarginAccount.ToppedUp():
-            change(event.asset, holdings, event.quantity)
-        case MarginAccount.TransferredOut():
-            change(event.asset, holdings, -event.quantity)
-        case MarginAccount.Borrowed():
-            change(event.asset, holdings, event.quantity)
-            change(event.asset, "borrowed_total", event.quantity)
-            change(event.asset, "interest_total", event.first_hour_interest)
-        case MarginAccount.InterestCharged():
-            change(event.asset, "interest_total", event.quantity)
-        case MarginAccount.Repaid():
-            change(event.asset, holdings, -event.quantity)
-            change(event.asset, "borrowed_total", -event.principal_paid)
-            change(event.asset, "interest_total", -event.interest_paid)
-        case MarginAccount.TradeSettled():
-            change(event.sell_asset, holdings, -event.sell_quantity)
-            change(event.buy_asset, holdings, event.buy_quantity)
-            change(event.fee_asset, holdings, -event.fee_quantity)
-        case MarginAccount.Liquidated():
-            for asset, quantity in event.sold.items():
-                change(asset, holdings, -quantity)
-            change(QUOTE_ASSET, holdings, event.remainder_usdt)
-            for asset, quantity in event.repaid_principal.items():
-                change(asset, "borrowed_total", -quantity)
-            for asset, quantity in event.repaid_interest.items():
-                change(asset, "interest_total", -quantity)
-    return list(changes.values())
+def _change(changes: Changes, asset: str, index: int, delta: Decimal) -> None:
+    if delta:
+        deltas = changes.get(asset)
+        if deltas is None:
+            deltas = changes[asset] = [ZERO, ZERO, ZERO, ZERO]
+        deltas[index] += delta
+
+
+def _transferred_in(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    _change(changes, data["asset"], holdings, Decimal(data["quantity"]))
+
+
+def _transferred_out(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    _change(changes, data["asset"], holdings, -Decimal(data["quantity"]))
+
+
+def _borrowed(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    asset, quantity = data["asset"], Decimal(data["quantity"])
+    _change(changes, asset, holdings, quantity)
+    _change(changes, asset, BORROWED, quantity)
+    _change(changes, asset, INTEREST, Decimal(data["first_hour_interest"]))
+
+
+def _interest_charged(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    _change(changes, data["asset"], INTEREST, Decimal(data["quantity"]))
+
+
+def _repaid(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    asset = data["asset"]
+    _change(changes, asset, holdings, -Decimal(data["quantity"]))
+    _change(changes, asset, BORROWED, -Decimal(data["principal_paid"]))
+    _change(changes, asset, INTEREST, -Decimal(data["interest_paid"]))
+
+
+def _trade_settled(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    _change(changes, data["sell_asset"], holdings, -Decimal(data["sell_quantity"]))
+    _change(changes, data["buy_asset"], holdings, Decimal(data["buy_quantity"]))
+    _change(changes, data["fee_asset"], holdings, -Decimal(data["fee_quantity"]))
+
+
+def _liquidated(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    for asset, quantity in data["sold"].items():
+        _change(changes, asset, holdings, -Decimal(quantity))
+    _change(changes, QUOTE_ASSET, holdings, Decimal(data["remainder_usdt"]))
+    for asset, quantity in data["repaid_principal"].items():
+        _change(changes, asset, BORROWED, -Decimal(quantity))
+    for asset, quantity in data["repaid_interest"].items():
+        _change(changes, asset, INTEREST, -Decimal(quantity))
+
+
+def _settings(changes: Changes, data: dict[str, Any], holdings: int) -> None:
+    """Refusals and settings move no total."""
+
+
+REGISTERED, LISTED, PRICE_MARKED, CAP_SET = "registered", "listed", "price_marked", "cap_set"
+# An account event's role is the function of the totals it moves.
+Role = str | Callable[[Changes, dict[str, Any], int], None] | None
+ROLES: Roles[Role] = Roles(
+    [
+        (MarginAccount.Registered, REGISTERED),
+        ((MarginAccount.TransferredIn, MarginAccount.ToppedUp), _transferred_in),
+        (MarginAccount.TransferredOut, _transferred_out),
+        (MarginAccount.Borrowed, _borrowed),
+        (MarginAccount.InterestCharged, _interest_charged),
+        (MarginAccount.Repaid, _repaid),
+        (MarginAccount.TradeSettled, _trade_settled),
+        (MarginAccount.Liquidated, _liquidated),
+        (MarginAccount.Event, _settings),
+        (Asset.Listed, LISTED),
+        (Asset.PriceMarked, PRICE_MARKED),
+        (AssetPool.CapSet, CAP_SET),
+    ],
+    default=None,
+)
 
 
 def _new_asset(event: Asset.Listed, position: int) -> dict[str, Any]:
@@ -252,8 +315,9 @@ def _save_assets(db: Db, rows: Any) -> None:
     db.upsert(ASSET_TOTALS, (values(row) for row in rows))
 
 
-def _load_kinds(db: Db, events: Sequence[Positioned]) -> dict[str, str]:
-    keys = {str(e.originator_id) for _p, e in events if isinstance(e, MarginAccount.Event)}
+def _load_kinds(db: Db, keys: set[str]) -> dict[str, str]:
+    if not keys:
+        return {}
     return dict(
         db.query_in(
             "SELECT originator_id, kind FROM {asset_totals_account_kinds} "
@@ -263,36 +327,48 @@ def _load_kinds(db: Db, events: Sequence[Positioned]) -> dict[str, str]:
     )
 
 
-def _record_history(db: Db, changes: list[Change]) -> None:
-    """Append running totals per asset in business-time order.
+class _History:
+    """Running totals per asset in business-time order (asset_totals_history).
 
     Business time only never goes backwards within one aggregate: two accounts may record an
     earlier time after a later one. Then the later rows' running totals are corrected too.
+    Each asset's last row is kept in memory, so appending (the usual case) reads nothing.
     """
-    by_asset: dict[str, list[Change]] = defaultdict(list)
-    for change in changes:
-        by_asset[change.asset].append(change)
-    for asset, asset_changes in by_asset.items():
-        latest = _history_before(db, asset, None)
-        appended = []
-        for change in asset_changes:
-            key = (change.effective_at, change.position)
-            if latest is None or key > latest[0]:
-                base = latest[1] if latest else dict.fromkeys(TOTAL_FIELDS, Decimal(0))
-                totals = {name: base[name] + change.deltas[name] for name in TOTAL_FIELDS}
-                appended.append((asset, *key, *(db.dec(totals[n]) for n in TOTAL_FIELDS)))
-                latest = (key, totals)
-                continue
-            db.upsert(TOTALS_HISTORY, appended)
-            appended = []
-            _insert_earlier(db, change)
-            latest = _history_before(db, asset, None)
-        db.upsert(TOTALS_HISTORY, appended)
+
+    def __init__(self, *, fresh: bool = False) -> None:
+        self.latest: dict[str, Latest | None] = {}  # an asset not here: read its last row
+        self.fresh = fresh  # the table was created empty: an asset not here has no rows
+        self.appended: list[tuple[Any, ...]] = []
+
+    def add(self, db: Db, asset: str, key: tuple[str, int], deltas: Deltas) -> None:
+        latest = self.latest[asset] if asset in self.latest else self._read_latest(db, asset)
+        if latest is not None and key <= latest[0]:
+            self.flush(db)
+            _insert_earlier(db, asset, key, deltas)
+            self.latest[asset] = _history_before(db, asset, None)
+            return
+        if latest is None:
+            totals, written = [ZERO, ZERO, ZERO, ZERO], [db.dec(ZERO)] * len(TOTAL_FIELDS)
+        else:
+            totals, written = latest[1][:], latest[2][:]
+        for index, delta in enumerate(deltas):
+            if delta:  # the others are as written last time
+                totals[index] += delta
+                written[index] = db.dec(totals[index])
+        self.appended.append((asset, *key, *written))
+        self.latest[asset] = (key, totals, written)
+
+    def _read_latest(self, db: Db, asset: str) -> Latest | None:
+        latest = None if self.fresh else _history_before(db, asset, None)
+        self.latest[asset] = latest
+        return latest
+
+    def flush(self, db: Db) -> None:
+        db.append(TOTALS_HISTORY, self.appended, replace=True)
+        self.appended = []
 
 
-def _history_before(
-    db: Db, asset: str, key: tuple[str, int] | None
-) -> tuple[tuple[str, int], Deltas] | None:
+def _history_before(db: Db, asset: str, key: tuple[str, int] | None) -> Latest | None:
     """The asset's last history row (before `key` if given): its key and running totals."""
     columns = ", ".join(TOTAL_FIELDS)
     if key is None:
@@ -311,34 +387,28 @@ def _history_before(
     if not rows:
         return None
     effective_at, position, *totals = rows[0]
-    return (str(effective_at), int(position)), {
-        name: dec(value) for name, value in zip(TOTAL_FIELDS, totals, strict=True)
-    }
+    return (str(effective_at), int(position)), [dec(value) for value in totals], list(totals)
 
 
-def _insert_earlier(db: Db, change: Change) -> None:
-    key = (change.effective_at, change.position)
-    before = _history_before(db, change.asset, key)
-    base = before[1] if before else dict.fromkeys(TOTAL_FIELDS, Decimal(0))
-    totals = {name: base[name] + change.deltas[name] for name in TOTAL_FIELDS}
-    db.upsert(TOTALS_HISTORY, [(change.asset, *key, *(db.dec(totals[n]) for n in TOTAL_FIELDS))])
+def _insert_earlier(db: Db, asset: str, key: tuple[str, int], deltas: Deltas) -> None:
+    before = _history_before(db, asset, key)
+    base = before[1] if before else [ZERO, ZERO, ZERO, ZERO]
+    totals = [base[i] + deltas[i] for i in range(len(TOTAL_FIELDS))]
+    db.upsert(TOTALS_HISTORY, [(asset, *key, *(db.dec(total) for total in totals))])
     columns = ", ".join(TOTAL_FIELDS)
     later = db.query(
         f"SELECT effective_at, position, {columns} FROM {{asset_totals_history}} "
         "WHERE asset = ? AND (effective_at > ? OR (effective_at = ? AND position > ?))",
-        (change.asset, key[0], key[0], key[1]),
+        (asset, key[0], key[0], key[1]),
     )
     db.upsert(
         TOTALS_HISTORY,
         (
             (
-                change.asset,
+                asset,
                 effective_at,
                 position,
-                *(
-                    db.dec(dec(value) + change.deltas[name])
-                    for name, value in zip(TOTAL_FIELDS, totals_later, strict=True)
-                ),
+                *(db.dec(dec(value) + deltas[i]) for i, value in enumerate(totals_later)),
             )
             for effective_at, position, *totals_later in later
         ),

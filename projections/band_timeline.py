@@ -16,8 +16,9 @@ from ledger.money import format_plain
 from ledger.params import CapParams
 from ledger.rules.cap_band import band_of, ratio_for_record
 from ledger.times import format_time
-from projections.sql import Db, Table, dec, dec_or_none, parse_time_key, time_key
-from projections.store import Positioned, ReadModel
+from projections.events import Record, derives, type_name
+from projections.sql import Db, Table, dec, dec_or_none, parse_time_key
+from projections.store import Kept, ReadModel
 
 CAP_FIELDS = ("upper_limit", "fixed_quota_usdt", "band_b_ratio_min", "band_c_ratio_min")
 
@@ -75,37 +76,47 @@ class BandTimeline(ReadModel):
     description = "every change of a capped asset's band, with ratios and the causing event"
     tables: ClassVar[tuple[Table, ...]] = (BAND_STATE, BAND_CHANGES)
 
-    def apply(self, db: Db, events: Sequence[Positioned]) -> None:
-        pool_events = [(p, e) for p, e in events if isinstance(e, AssetPool.Event)]
-        if not pool_events:
+    def __init__(self, view: Any) -> None:
+        super().__init__(view=view)
+        self._pools: Kept[str, dict[str, Any]] = Kept()  # by pool (AssetPool) id
+
+    def begin(self, *, fresh: bool) -> None:
+        self._pools.reset(fresh=fresh)
+
+    def apply(self, db: Db, records: Sequence[Record]) -> None:
+        pool_records = [r for r in records if derives(r.kind, POOL_EVENT)]
+        if not pool_records:
             return
-        pools = _load_pools(db, {str(e.originator_id) for _p, e in pool_events})
+        pools = self._pools.rows
+        pools.update(
+            _load_pools(db, self._pools.missing(r.data["originator_id"] for r in pool_records))
+        )
         changes = []
-        for position, event in pool_events:
-            key = str(event.originator_id)
-            if isinstance(event, AssetPool.Opened):
-                pools[key] = {"pool_id": key, "asset": event.asset, "platform_total": Decimal(0)}
-                pools[key] |= dict.fromkeys(CAP_FIELDS) | {"is_changed": True}
+        for record in pool_records:
+            kind, data = record.kind, record.data
+            key = data["originator_id"]
+            if derives(kind, AssetPool.Opened):
+                pools[key] = _pool(key, data["asset"], ZERO, dict.fromkeys(CAP_FIELDS))
                 continue
             pool = pools[key]
-            before = _figures(pool)
-            match event:
-                case AssetPool.CapSet():
-                    pool |= event.cap_params.model_dump(include=set(CAP_FIELDS))
-                case AssetPool.TotalIncreased() | AssetPool.TotalDecreased():
-                    pool["platform_total"] = event.platform_total_after
-                case _:
-                    continue
-            after = _figures(pool)
+            if derives(kind, AssetPool.CapSet):
+                pool |= record.event.cap_params.model_dump(include=set(CAP_FIELDS))
+                pool["params"] = _params_of(pool)
+            elif derives(kind, (AssetPool.TotalIncreased, AssetPool.TotalDecreased)):
+                pool["platform_total"] = Decimal(data["platform_total_after"])
+            else:
+                continue
+            before, after = pool["figures"], _figures(pool)
+            pool["figures"] = after
             pool["is_changed"] = True
             if before[0] != after[0]:
                 changes.append(
                     (
                         pool["asset"],
-                        position,
-                        event.event_id,
-                        type(event).__name__,
-                        time_key(event.effective_at),
+                        record.position,
+                        record.event_id,
+                        type_name(record.topic),
+                        record.effective_key,
                         before[0],
                         after[0],
                         db.dec(before[1]),
@@ -115,6 +126,10 @@ class BandTimeline(ReadModel):
                         db.dec(pool["upper_limit"]),
                     )
                 )
+        db.append(BAND_CHANGES, changes, replace=True)
+
+    def flush(self, db: Db) -> None:
+        changed = [pool for pool in self._pools.rows.values() if pool["is_changed"]]
         db.upsert(
             BAND_STATE,
             (
@@ -123,35 +138,58 @@ class BandTimeline(ReadModel):
                     pool["asset"],
                     db.dec(pool["platform_total"]),
                     *(db.dec(pool[name]) for name in CAP_FIELDS),
-                    _figures(pool)[0],
+                    pool["figures"][0],
                 )
-                for pool in pools.values()
-                if pool.get("is_changed")
+                for pool in changed
             ),
         )
-        db.upsert(BAND_CHANGES, changes)
+        for pool in changed:
+            pool["is_changed"] = False
+        self._pools.trim()
 
 
-def _figures(pool: dict[str, Any]) -> tuple[str | None, Decimal | None, Decimal]:
-    """(band, ratio, T) of a pool as it stands; no band or ratio without a cap."""
-    total = pool["platform_total"]
+POOL_EVENT = AssetPool.Event
+ZERO = Decimal(0)
+Figures = tuple[str | None, Decimal | None, Decimal]
+
+
+def _pool(
+    pool_id: str, asset: str, total: Decimal, cap: dict[str, Decimal | None]
+) -> dict[str, Any]:
+    pool: dict[str, Any] = {"pool_id": pool_id, "asset": asset, "platform_total": total, **cap}
+    pool["params"] = _params_of(pool)
+    pool["figures"] = _figures(pool)
+    pool["is_changed"] = True
+    return pool
+
+
+def _params_of(pool: dict[str, Any]) -> CapParams | None:
     if pool["upper_limit"] is None:
+        return None
+    return CapParams(**{name: pool[name] for name in CAP_FIELDS})
+
+
+def _figures(pool: dict[str, Any]) -> Figures:
+    """(band, ratio, T) of a pool as it stands; no band or ratio without a cap."""
+    total, params = pool["platform_total"], pool["params"]
+    if params is None:
         return None, None, total
-    params = CapParams(**{name: pool[name] for name in CAP_FIELDS})
     band = band_of(platform_total=total, params=params).value
     return band, ratio_for_record(total, params.upper_limit), total
 
 
 def _load_pools(db: Db, keys: set[str]) -> dict[str, dict[str, Any]]:
+    if not keys:
+        return {}
     columns = ("pool_id", "asset", "platform_total", *CAP_FIELDS)
     pools = {}
     for values in db.query_in(
         f"SELECT {', '.join(columns)} FROM {{band_state}} WHERE pool_id IN ({{keys}})", keys
     ):
-        pool = dict(zip(columns, values, strict=True))
-        pool["platform_total"] = dec(pool["platform_total"])
-        for name in CAP_FIELDS:
-            pool[name] = dec_or_none(pool[name])
+        row = dict(zip(columns, values, strict=True))
+        cap = {name: dec_or_none(row[name]) for name in CAP_FIELDS}
+        pool = _pool(row["pool_id"], row["asset"], dec(row["platform_total"]), cap)
+        pool["is_changed"] = False
         pools[pool["pool_id"]] = pool
     return pools
 

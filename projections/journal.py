@@ -15,7 +15,7 @@ Books (the balance of a book is its debits minus its credits):
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -25,8 +25,9 @@ from ledger.domain.account import MarginAccount
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.money import format_plain
 from ledger.params import QUOTE_ASSET
-from projections.sql import Db, Table, dec, time_key
-from projections.store import Positioned, ReadModel
+from projections.events import Record, Roles, plain_of
+from projections.sql import Db, Table, dec
+from projections.store import Kept, ReadModel
 
 ENTRIES = Table(
     name="journal_entries",
@@ -41,7 +42,6 @@ ENTRIES = Table(
         ("credit", "dec"),
     ),
     primary_key=("position", "line"),
-    indexes=(("book", "asset"),),
 )
 BALANCES = Table(
     name="journal_balances",
@@ -60,8 +60,6 @@ LIQUIDATION = "platform/liquidation"
 INSURANCE_FUND = "platform/insurance_fund"
 TREASURY = "platform/treasury"
 
-Posting = tuple[str, str, Decimal, Decimal]  # (book, asset, debit, credit)
-
 
 class TrialBalanceLine(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -73,109 +71,223 @@ class TrialBalanceLine(BaseModel):
     is_balanced: bool
 
 
+ZERO = Decimal(0)
+# An account's books: (account id, user, holdings, loan, interest, interest expense, spot)
+Books = tuple[str, str, str, str, str, str, str]
+Move = tuple[str, str, str, Decimal, str]  # (debit book, credit book, asset, quantity, as text)
+
+
 class Journal(ReadModel):
     name = "journal"
     description = "double-entry postings per event and asset; the trial balance"
     tables: ClassVar[tuple[Table, ...]] = (ENTRIES, BALANCES, ACCOUNT_NAMES)
 
-    def apply(self, db: Db, events: Sequence[Positioned]) -> None:
-        names = _load_names(db, events)
-        entries = []
-        totals: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
-        for position, event in events:
-            if isinstance(event, MarginAccount.Registered):
-                account_id = f"{event.user}:{event.account}"
-                names[str(event.originator_id)] = (account_id, event.user)
-                db.execute(
-                    "INSERT INTO {journal_account_names} VALUES (?, ?, ?)",
-                    (str(event.originator_id), account_id, event.user),
-                )
-            postings = postings_of(event, names)
-            for line, (book, asset, debit, credit) in enumerate(postings, start=1):
-                entries.append(
-                    (
-                        position,
-                        line,
-                        event.event_id,
-                        time_key(event.effective_at),
-                        book,
-                        asset,
-                        db.dec(debit),
-                        db.dec(credit),
-                    )
-                )
-                totals[(book, asset)][0] += debit
-                totals[(book, asset)][1] += credit
-        db.upsert(ENTRIES, entries, update=())
-        _add_to_balances(db, totals)
+    def __init__(self, view: Any) -> None:
+        super().__init__(view=view)
+        self._names: Kept[str, Books] = Kept()  # account originator id -> its books
+        self._balances: Kept[tuple[str, str], list[Decimal]] = Kept()  # (book, asset)
+        self._changed: set[tuple[str, str]] = set()
 
+    def begin(self, *, fresh: bool) -> None:
+        self._names.reset(fresh=fresh)
+        self._balances.reset(fresh=fresh)
+        self._changed = set()
 
-def postings_of(event: Any, names: dict[str, tuple[str, str]]) -> list[Posting]:
-    """The balanced postings of one event (none for refusals, settings and prices)."""
-    if isinstance(event, InsuranceFund.Funded):
-        source = LIQUIDATION if event.source == "liquidation_fee" else TREASURY
-        return _move(QUOTE_ASSET, event.amount_usdt, debit=INSURANCE_FUND, credit=source)
-    if isinstance(event, InsuranceFund.DeficitCovered):
-        return _move(QUOTE_ASSET, event.covered_usdt, debit=LIQUIDATION, credit=INSURANCE_FUND)
-    if not isinstance(event, MarginAccount.Event):
-        return []
-    account_id, user = names[str(event.originator_id)]
-    holdings, loan, interest = (f"{account_id}/{b}" for b in ("holdings", "loan", "interest"))
-    spot = f"{user}/spot"
-    match event:
-        case MarginAccount.TransferredIn() | MarginAccount.ToppedUp():
-            return _move(event.asset, event.quantity, debit=holdings, credit=spot)
-        case MarginAccount.TransferredOut():
-            return _move(event.asset, event.quantity, debit=spot, credit=holdings)
-        case MarginAccount.Borrowed():
-            return [
-                *_move(event.asset, event.quantity, debit=holdings, credit=loan),
-                *_move(
-                    event.asset,
-                    event.first_hour_interest,
-                    debit=f"{account_id}/interest_expense",
-                    credit=interest,
-                ),
-            ]
-        case MarginAccount.InterestCharged():
-            return _move(
-                event.asset, event.quantity, debit=f"{account_id}/interest_expense", credit=interest
+    def apply(self, db: Db, records: Sequence[Record]) -> None:
+        names, roles = self._names.rows, ROLES
+        if not self._names.complete:
+            wanted = {r.data["originator_id"] for r in records if roles[r.kind] in ACCOUNT_ROLES}
+            names.update(_load_names(db, self._names.missing(wanted)))
+        registered, entries, moves = [], [], []
+        zero, is_postgres = db.zero, db.is_postgres
+        for record in records:
+            role = roles[record.kind]
+            if role is None:
+                continue
+            data = record.data
+            if role is _registered:
+                account_id = f"{data['user']}:{data['account']}"
+                names[data["originator_id"]] = _books(account_id, data["user"])
+                registered.append((data["originator_id"], account_id, data["user"]))
+                continue
+            moved: list[Move] = []
+            role(moved, data, names)
+            if not moved:
+                continue
+            position, event_id, effective_at = (
+                record.position,
+                record.event_id,
+                record.effective_key,
             )
-        case MarginAccount.Repaid():
-            return [
-                *_move(event.asset, event.interest_paid, debit=interest, credit=holdings),
-                *_move(event.asset, event.principal_paid, debit=loan, credit=holdings),
-            ]
-        case MarginAccount.TradeSettled():
-            return [
-                *_move(event.sell_asset, event.sell_quantity, debit=EXCHANGE, credit=holdings),
-                *_move(event.buy_asset, event.buy_quantity, debit=holdings, credit=EXCHANGE),
-                *_move(event.fee_asset, event.fee_quantity, debit=FEES, credit=holdings),
-            ]
-        case MarginAccount.Liquidated():
-            postings = []
-            for asset, quantity in sorted(event.sold.items()):
-                postings += _move(asset, quantity, debit=LIQUIDATION, credit=holdings)
-            for asset, quantity in sorted(event.repaid_principal.items()):
-                postings += _move(asset, quantity, debit=loan, credit=LIQUIDATION)
-            for asset, quantity in sorted(event.repaid_interest.items()):
-                postings += _move(asset, quantity, debit=interest, credit=LIQUIDATION)
-            postings += _move(QUOTE_ASSET, event.remainder_usdt, debit=holdings, credit=LIQUIDATION)
-            return postings
-    return []
+            line = 0
+            for debit, credit, asset, quantity, text in moved:
+                amount = quantity if is_postgres else text
+                entries.append((position, line + 1, event_id, effective_at, debit, asset,
+                                amount, zero))  # fmt: skip
+                entries.append((position, line + 2, event_id, effective_at, credit, asset,
+                                zero, amount))  # fmt: skip
+                line += 2
+            moves.extend(moved)
+        db.executemany("INSERT INTO {journal_account_names} VALUES (?, ?, ?)", registered)
+        db.append(ENTRIES, entries)
+        self._add_to_balances(db, moves)
+
+    def _add_to_balances(self, db: Db, moves: list[Move]) -> None:
+        balances, changed = self._balances.rows, self._changed
+        if not self._balances.complete:
+            keys = {(book, m[2]) for m in moves for book in (m[0], m[1])}
+            for key, loaded in _load_balances(db, self._balances.missing(keys)).items():
+                balances.setdefault(key, loaded)  # a book's other rows may be changed here
+        for debit, credit, asset, quantity, _text in moves:
+            key = (debit, asset)
+            figures = balances.get(key)
+            if figures is None:
+                figures = balances[key] = [ZERO, ZERO]
+            figures[0] += quantity
+            changed.add(key)
+            key = (credit, asset)
+            figures = balances.get(key)
+            if figures is None:
+                figures = balances[key] = [ZERO, ZERO]
+            figures[1] += quantity
+            changed.add(key)
+
+    def flush(self, db: Db) -> None:
+        balances = self._balances.rows
+        db.upsert(
+            BALANCES,
+            (
+                (
+                    book,
+                    asset,
+                    db.dec(balances[(book, asset)][0]),
+                    db.dec(balances[(book, asset)][1]),
+                )
+                for book, asset in sorted(self._changed)
+            ),
+        )
+        self._changed = set()
+        self._names.trim()
+        self._balances.trim()
 
 
-def _move(asset: str, quantity: Decimal, *, debit: str, credit: str) -> list[Posting]:
+def _books(account_id: str, user: str) -> Books:
+    return (
+        account_id,
+        user,
+        f"{account_id}/holdings",
+        f"{account_id}/loan",
+        f"{account_id}/interest",
+        f"{account_id}/interest_expense",
+        f"{user}/spot",
+    )
+
+
+def _move(moves: list[Move], asset: str, text: str, debit: str, credit: str) -> None:
+    """One quantity from `credit` to `debit` (none when it is zero)."""
+    quantity = Decimal(text)
     assert quantity >= 0, quantity
-    if not quantity:
-        return []
-    return [(debit, asset, quantity, Decimal(0)), (credit, asset, Decimal(0), quantity)]
+    if quantity:
+        moves.append((debit, credit, asset, quantity, plain_of(text)))
 
 
-def _load_names(db: Db, events: Sequence[Positioned]) -> dict[str, tuple[str, str]]:
-    keys = {str(e.originator_id) for _p, e in events if isinstance(e, MarginAccount.Event)}
+# Each event's balanced moves (each a debit and a credit posting), in the journal's line order:
+# none for refusals, settings and prices.
+Names = dict[str, Books]
+HOLDINGS, LOAN, INTEREST, EXPENSE, SPOT = range(2, 7)  # in Books
+
+
+def _funded(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    source = LIQUIDATION if data["source"] == "liquidation_fee" else TREASURY
+    _move(moves, QUOTE_ASSET, data["amount_usdt"], INSURANCE_FUND, source)
+
+
+def _deficit_covered(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    _move(moves, QUOTE_ASSET, data["covered_usdt"], LIQUIDATION, INSURANCE_FUND)
+
+
+def _transferred_in(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    books = names[data["originator_id"]]
+    _move(moves, data["asset"], data["quantity"], books[HOLDINGS], books[SPOT])
+
+
+def _transferred_out(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    books = names[data["originator_id"]]
+    _move(moves, data["asset"], data["quantity"], books[SPOT], books[HOLDINGS])
+
+
+def _borrowed(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    books, asset = names[data["originator_id"]], data["asset"]
+    _move(moves, asset, data["quantity"], books[HOLDINGS], books[LOAN])
+    _move(moves, asset, data["first_hour_interest"], books[EXPENSE], books[INTEREST])
+
+
+def _interest_charged(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    books = names[data["originator_id"]]
+    _move(moves, data["asset"], data["quantity"], books[EXPENSE], books[INTEREST])
+
+
+def _repaid(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    books, asset = names[data["originator_id"]], data["asset"]
+    _move(moves, asset, data["interest_paid"], books[INTEREST], books[HOLDINGS])
+    _move(moves, asset, data["principal_paid"], books[LOAN], books[HOLDINGS])
+
+
+def _trade_settled(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    holdings = names[data["originator_id"]][HOLDINGS]
+    _move(moves, data["sell_asset"], data["sell_quantity"], EXCHANGE, holdings)
+    _move(moves, data["buy_asset"], data["buy_quantity"], holdings, EXCHANGE)
+    _move(moves, data["fee_asset"], data["fee_quantity"], FEES, holdings)
+
+
+def _liquidated(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    books = names[data["originator_id"]]
+    for asset, text in sorted(data["sold"].items()):
+        _move(moves, asset, text, LIQUIDATION, books[HOLDINGS])
+    for asset, text in sorted(data["repaid_principal"].items()):
+        _move(moves, asset, text, books[LOAN], LIQUIDATION)
+    for asset, text in sorted(data["repaid_interest"].items()):
+        _move(moves, asset, text, books[INTEREST], LIQUIDATION)
+    _move(moves, QUOTE_ASSET, data["remainder_usdt"], books[HOLDINGS], LIQUIDATION)
+
+
+def _no_moves(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    """An account event that moves nothing: the account's names are still needed."""
+
+
+def _registered(moves: list[Move], data: dict[str, Any], names: Names) -> None:
+    raise AssertionError("a registration is applied by the model itself")
+
+
+Role = Callable[[list[Move], dict[str, Any], Names], None] | None
+ROLES: Roles[Role] = Roles(
+    [
+        (InsuranceFund.Funded, _funded),
+        (InsuranceFund.DeficitCovered, _deficit_covered),
+        (MarginAccount.Registered, _registered),
+        ((MarginAccount.TransferredIn, MarginAccount.ToppedUp), _transferred_in),
+        (MarginAccount.TransferredOut, _transferred_out),
+        (MarginAccount.Borrowed, _borrowed),
+        (MarginAccount.InterestCharged, _interest_charged),
+        (MarginAccount.Repaid, _repaid),
+        (MarginAccount.TradeSettled, _trade_settled),
+        (MarginAccount.Liquidated, _liquidated),
+        (MarginAccount.Event, _no_moves),
+    ],
+    default=None,
+)
+# The roles that read an account's books (a refusal reads none, but costs no more to load).
+ACCOUNT_ROLES = frozenset(
+    (_transferred_in, _transferred_out, _borrowed, _interest_charged, _repaid, _trade_settled,
+     _liquidated, _no_moves)
+)  # fmt: skip
+
+
+def _load_names(db: Db, keys: set[str]) -> dict[str, Books]:
+    if not keys:
+        return {}
     return {
-        originator_id: (account_id, user)
+        originator_id: _books(account_id, user)
         for originator_id, account_id, user in db.query_in(
             "SELECT originator_id, account_id, user_id FROM {journal_account_names} "
             "WHERE originator_id IN ({keys})",
@@ -184,28 +296,18 @@ def _load_names(db: Db, events: Sequence[Positioned]) -> dict[str, tuple[str, st
     }
 
 
-def _add_to_balances(db: Db, totals: dict[tuple[str, str], list[Decimal]]) -> None:
-    if not totals:
-        return
-    current: dict[tuple[str, str], list[Decimal]] = {}
+def _load_balances(db: Db, keys: set[tuple[str, str]]) -> dict[tuple[str, str], list[Decimal]]:
+    """The balances of these (book, asset) keys: read by book, zero where there is no row."""
+    if not keys:
+        return {}
+    found: dict[tuple[str, str], list[Decimal]] = {key: [ZERO, ZERO] for key in keys}
     for book, asset, debit, credit in db.query_in(
         "SELECT book, asset, debit_total, credit_total FROM {journal_balances} "
         "WHERE book IN ({keys})",
-        {book for book, _asset in totals},
+        {book for book, _asset in keys},
     ):
-        current[(book, asset)] = [dec(debit), dec(credit)]
-    db.upsert(
-        BALANCES,
-        (
-            (
-                book,
-                asset,
-                db.dec(current.get((book, asset), [Decimal(0)] * 2)[0] + debit),
-                db.dec(current.get((book, asset), [Decimal(0)] * 2)[1] + credit),
-            )
-            for (book, asset), (debit, credit) in sorted(totals.items())
-        ),
-    )
+        found[(book, asset)] = [dec(debit), dec(credit)]
+    return found
 
 
 def book_balances(db: Db, *, book_prefix: str | None = None) -> dict[tuple[str, str], Decimal]:

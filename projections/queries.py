@@ -5,16 +5,20 @@ Every query catches the read models up first unless told not to, so an answer in
 event committed before it was asked.
 """
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import DomainEventProtocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset import Asset
+from ledger.domain.base import LedgerAggregate
 from ledger.domain.risk_parameters import RiskParameters
+from ledger.domain.snapshots import Snapshot
 from ledger.money import format_plain
 from ledger.params import QUOTE_ASSET
 from ledger.queries import (
@@ -124,7 +128,7 @@ class ReadSide:
         version = version_at(db, aggregate_id, at=when.at, position=when.position)
         if version is None:
             return None
-        return self.ledger.repository.get(aggregate_id, version=version)
+        return self.ledger.repository.get(aggregate_id, version=version, projector_func=_replay)
 
     # --- assets -----------------------------------------------------------------------------------
 
@@ -161,6 +165,16 @@ class ReadSide:
     def trial_balance(self) -> list[TrialBalanceLine]:
         with self._db() as db:
             return trial_balance(db)
+
+
+def _replay(aggregate: Any, events: Iterable[DomainEventProtocol[UUID]]) -> Any:
+    """The library's `project_aggregate` without its `isinstance` of a runtime-checkable
+    Protocol per event, which costs more than decoding the event (profiled: ~60 µs of an
+    as-of query's ~100 µs per replayed event); each is checked against our own classes."""
+    for event in events:
+        assert isinstance(event, LedgerAggregate.Event | Snapshot), type(event)
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 def _asset_view(row: dict[str, Any]) -> AssetView:

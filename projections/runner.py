@@ -7,8 +7,11 @@ and SQLite has no subscriptions at all (notes/eventsourcing-9.5.md §6); pulling
 on both backends and is what makes a rebuild run near the speed of reading the log.
 """
 
+import gc
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Self
 
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError
@@ -17,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger import limits
 from ledger.application import Ledger
+from ledger.log import is_plain_json, notification_page, raw_page
 from ledger.persistence import (
     is_postgres,
     raw_position_column,
@@ -28,14 +32,64 @@ from projections.accounts import Accounts
 from projections.asset_totals import AssetTotals
 from projections.band_timeline import BandTimeline
 from projections.event_index import EventIndex
+from projections.events import Record, decode
 from projections.journal import Journal
-from projections.sql import Table
-from projections.store import Positioned, PostgresReadStore, ReadModel, ReadStore, SQLiteReadStore
+from projections.sql import Db, Table, Writer
+from projections.store import PostgresReadStore, ReadModel, ReadStore, SQLiteReadStore
 
 MODELS: tuple[type[ReadModel], ...] = (EventIndex, Accounts, AssetTotals, BandTimeline, Journal)
 STORE_NAME = "read_models"  # PostgreSQL: the tracking table is read_models_tracking
 
 Progress = Callable[[int, int], None]  # (position reached, log head)
+# A rebuild applies this many pages of the log (limits.PROJECTION_BATCH_SIZE events each) per
+# transaction: fewer commits and fewer writes of the rows many events change (accounts,
+# balances), while a crash loses little and the write lock is never held long.
+REBUILD_PAGES_PER_TRANSACTION = 50
+REBUILD_GC_THRESHOLD = 100_000  # new containers between collections of the youngest generation
+REBUILD_SWITCH_INTERVAL_SECONDS = 0.0002  # sys.setswitchinterval while rebuilding
+
+
+@contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Python's cyclic garbage collector, run less often while a rebuild decodes and folds the
+    whole log: a collection every 700 new containers, each also walking the objects kept
+    alive meanwhile (what the models keep in memory), cost a tenth of a rebuild. Its objects
+    are acyclic, freed by reference counting; the collector still runs, less often."""
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.freeze()  # what existed before (modules, classes) is never walked again meanwhile
+    gc.set_threshold(REBUILD_GC_THRESHOLD, *thresholds[1:])
+    # The writer thread needs the interpreter back after each statement the database ran
+    # without it: waiting the default 5 ms for it each time would starve the writes.
+    sys.setswitchinterval(REBUILD_SWITCH_INTERVAL_SECONDS)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@contextmanager
+def _writing_behind(db: Db, bulk: bool) -> Iterator[Writer | None]:
+    """A writer thread for a rebuild's transaction, stopped before the transaction ends."""
+    if not bulk:
+        yield None
+        return
+    writer = Writer()
+    try:
+        yield writer
+    finally:
+        db.writer = None
+        writer.close()
+
+
+def _apply_unseen(model: ReadModel, db: Db, records: list[Record], position: int) -> None:
+    if records[0].position > position:
+        model.apply(db, records)
+        return
+    unseen = [record for record in records if record.position > position]
+    if unseen:
+        model.apply(db, unseen)
 
 
 class ProjectionStatus(BaseModel):
@@ -86,6 +140,12 @@ class ReadModels:
         assert isinstance(store, ReadStore)
         self.store: ReadStore = store
         self.models = {model.name: model(view=store) for model in MODELS}
+        recorder = ledger.recorder
+        self._events = (  # the events table, when the read models are beside it
+            (raw_table(recorder), raw_position_column(recorder))
+            if store_env is None and is_plain_json(ledger)
+            else None
+        )
         self._ensure_tracked(self.models)
 
     def _ensure_tracked(self, names: Iterable[str]) -> None:
@@ -125,7 +185,7 @@ class ReadModels:
     def head(self) -> int:
         return self.ledger.recorder.max_notification_id() or 0
 
-    # --- catching up ------------------------------------------------------------------------------
+    # --- catching up ---------------------------------------------------------------------------
 
     def catch_up(
         self,
@@ -139,55 +199,129 @@ class ReadModels:
         returns the position they all reached. `should_stop` is asked between batches (a
         follower told to stop ends after one)."""
         models = self.selected(names)
-        positions = self.positions()
-        start = min(positions[m.name] for m in models)
-        head = self.head() if until is None else until
-        for _batch in range(limits.PROJECTION_BATCHES_MAX):
-            notifications = self.ledger.recorder.select_notifications(
-                start=start,
-                limit=limits.PROJECTION_BATCH_SIZE,
-                stop=until,
-                inclusive_of_start=False,
-            )
-            if not notifications:
-                break
-            events = [(n.id, self.ledger.mapper.to_domain_event(n)) for n in notifications]
-            last = notifications[-1].id
-            try:
-                self._apply(models, positions, events, last)
-            except IntegrityError:
-                # Another runner applied some of these first: carry on from where it got to.
-                positions = self.positions()
-                start = min(positions[m.name] for m in models)
-                continue
-            start = last
-            if progress is not None:
-                progress(last, max(head, last))
-            if len(notifications) < limits.PROJECTION_BATCH_SIZE or should_stop():
-                break
-        else:
-            raise RuntimeError(f"catch-up passed {limits.PROJECTION_BATCHES_MAX} batches")
+        position = self._apply_log(
+            models, fresh=False, progress=progress, should_stop=should_stop, until=until
+        )
         self._finish(models)
-        return start
+        return position
 
-    def _apply(
+    def rebuild(
+        self, names: Iterable[str] | None = None, *, progress: Progress | None = None
+    ) -> int:
+        """Drop the models' tables and tracking, and build them again from the first event.
+
+        The same models as a catch-up, loading empty tables: many pages per transaction, rows
+        nobody can have written yet inserted plainly (COPY on PostgreSQL), the secondary
+        indexes created once at the end instead of updated row by row.
+        """
+        models = self.selected(names)
+        with self.store.transaction() as db:
+            for model in models:
+                self.store.drop_tables(db, model.tables)
+                self.store.forget(db, self.key(model.name))
+                self.store.ensure_tracked(db, self.key(model.name))
+                self.store.create_tables(db, model.tables, indexes=False)
+        with _collecting_less():
+            position = self._apply_log(
+                models, fresh=True, progress=progress, should_stop=lambda: False, until=None
+            )
+        # (Were it stopped before, opening the read models again creates them.)
+        with self.store.transaction() as db:
+            for model in models:
+                self.store.create_indexes(db, model.tables)
+        self._finish(models)
+        return position
+
+    def _apply_log(
+        self,
+        models: Sequence[ReadModel],
+        *,
+        fresh: bool,
+        progress: Progress | None,
+        should_stop: Callable[[], bool],
+        until: int | None,
+    ) -> int:
+        """Apply the log after the models' positions, a transaction at a time; the position
+        they all reached. `fresh`: the models' tables were just created, empty."""
+        positions = self.positions()
+        head = self.head() if until is None else until
+        pages = REBUILD_PAGES_PER_TRANSACTION if fresh else 1
+        for model in models:
+            model.begin(fresh=fresh)
+        try:
+            for _transaction in range(limits.PROJECTION_BATCHES_MAX):
+                try:
+                    last, is_end = self._apply_pages(models, positions, pages, until, fresh)
+                except IntegrityError:
+                    # Another runner applied some of these first: carry on from where it got to.
+                    for model in models:
+                        model.begin(fresh=False)
+                    positions = self.positions()
+                    continue
+                if last is not None and progress is not None:
+                    progress(last, max(head, last))
+                if is_end or should_stop():
+                    return min(positions[m.name] for m in models)
+            raise RuntimeError(f"catch-up passed {limits.PROJECTION_BATCHES_MAX} batches")
+        finally:
+            for model in models:
+                model.begin(fresh=False)  # forget what was kept in memory
+
+    def _apply_pages(
         self,
         models: Sequence[ReadModel],
         positions: dict[str, int],
-        events: list[Positioned],
-        last: int,
-    ) -> None:
-        with self.store.transaction() as db:
-            for model in models:
+        pages: int,
+        until: int | None,
+        fresh: bool,
+    ) -> tuple[int | None, bool]:
+        """One transaction: up to `pages` pages of the log applied to every model that has not
+        seen them, with its tracking row. The last position applied (None: nothing was), and
+        whether the log ended."""
+        size = limits.PROJECTION_BATCH_SIZE
+        read = raw_page if fresh else notification_page
+        # The first page is read before the write lock is taken, as a follower reads: the
+        # lock is only held to apply what was read (and, rebuilding, the pages after it).
+        rows = read(
+            self.ledger, after=min(positions[m.name] for m in models), limit=size, stop=until
+        )
+        if not rows:
+            return None, True
+        try:
+            with self.store.transaction() as db, _writing_behind(db, fresh) as writer:
                 # Another runner may have moved on since `positions` was read: ask again, under
-                # the lock, which of these events this model has not seen.
-                position = self.store.locked_position(db, self.key(model.name))
-                unseen = [(p, e) for p, e in events if p > position]
-                if unseen:
-                    self.store.advance(db, self.key(model.name), last)
-                    model.apply(db, unseen)
+                # the lock, which events each model has not seen.
+                locked = {m.name: self.store.locked_position(db, self.key(m.name)) for m in models}
+                for model in models:
+                    if locked[model.name] != positions[model.name]:
+                        model.begin(fresh=False)  # what it kept is another runner's past
+                db.bulk = fresh and locked == {m.name: positions[m.name] for m in models}
+                db.events = self._events
+                db.writer = writer if db.bulk else None
+                last, is_end = rows[-1][0], False
+                for page in range(pages):
+                    if page:
+                        rows = read(self.ledger, after=last, limit=size, stop=until)
+                    if rows:
+                        records = decode(rows)
+                        for model in models:
+                            _apply_unseen(model, db, records, locked[model.name])
+                        last = rows[-1][0]
+                    if len(rows) < size:
+                        is_end = True
+                        break
+                for model in models:
+                    if last > locked[model.name]:
+                        self.store.advance(db, self.key(model.name), last)
+                        model.flush(db)
+                db.wait()  # before the commit
+        except BaseException:
+            for model in models:
+                model.begin(fresh=False)  # rolled back: memory no longer matches the tables
+            raise
         for model in models:
-            positions[model.name] = max(positions[model.name], last)
+            positions[model.name] = max(locked[model.name], last)
+        return last, is_end
 
     def _finish(self, models: Sequence[ReadModel]) -> None:
         for model in models:
@@ -198,19 +332,6 @@ class ReadModels:
                     self.store.locked_position(db, self.key(model.name))
                     if not model.finish(db):
                         break
-
-    def rebuild(
-        self, names: Iterable[str] | None = None, *, progress: Progress | None = None
-    ) -> int:
-        """Drop the models' tables and tracking, and build them again from the first event."""
-        models = self.selected(names)
-        with self.store.transaction() as db:
-            for model in models:
-                self.store.drop_tables(db, model.tables)
-                self.store.forget(db, self.key(model.name))
-                self.store.ensure_tracked(db, self.key(model.name))
-                self.store.create_tables(db, model.tables)
-        return self.catch_up([m.name for m in models], progress=progress)
 
     def follow(
         self,

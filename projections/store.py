@@ -6,9 +6,9 @@ that also owns the read models' tables. A batch of events is applied to a model 
 tracking row advanced in one transaction, so each event is applied exactly once.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -16,9 +16,8 @@ from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
+from projections.events import Record
 from projections.sql import Db, Table
-
-Positioned = tuple[int, Any]  # (log position, domain event)
 
 
 class ReadStore:
@@ -31,13 +30,14 @@ class ReadStore:
         raise NotImplementedError
 
     @contextmanager
-    def transaction(self, *, commit: bool = True) -> Iterator[Db]:
+    def transaction(self, *, commit: bool = True, bulk: bool = False) -> Iterator[Db]:
         with self.datastore.transaction(commit=commit) as cursor:  # type: ignore[attr-defined]
-            yield Db(cursor, is_postgres=self.is_postgres, names=self.table_names())
+            yield Db(cursor, is_postgres=self.is_postgres, names=self.table_names(), bulk=bulk)
 
     def advance(self, db: Db, key: str, position: int) -> None:
         """Record that `key`'s model has applied everything up to `position` (IntegrityError if
         it already had: another runner got there first, and this transaction must roll back)."""
+        db.wait()
         self._insert_tracking(db.cursor, Tracking(key, position))  # type: ignore[attr-defined]
 
     def ensure_tracked(self, db: Db, key: str) -> None:
@@ -66,9 +66,15 @@ class ReadStore:
             (key,),
         )
 
-    def create_tables(self, db: Db, tables: Sequence[Table]) -> None:
+    def create_tables(self, db: Db, tables: Sequence[Table], *, indexes: bool = True) -> None:
         for table in tables:
-            for statement in table.create_statements(db.names[table.name], self.is_postgres):
+            db.execute(table.table_statement(db.names[table.name], self.is_postgres))
+        if indexes:
+            self.create_indexes(db, tables)
+
+    def create_indexes(self, db: Db, tables: Sequence[Table]) -> None:
+        for table in tables:
+            for statement in table.index_statements(db.names[table.name]):
                 db.execute(statement)
 
     def drop_tables(self, db: Db, tables: Sequence[Table]) -> None:
@@ -110,16 +116,26 @@ class PostgresReadStore(PostgresTrackingRecorder, ReadStore):
 class ReadModel(Projection[ReadStore]):  # type: ignore[type-var]
     """A read model: its tables, and how a batch of events changes them.
 
-    `apply` runs inside the runner's transaction; `finish` runs after a catch-up reached the end
-    of the log, for work worth doing once rather than per batch.
+    A catch-up calls `begin`, then per transaction `apply` (once or more) and `flush`, and
+    `finish` after reaching the end of the log. Between `begin` and the end of the catch-up a
+    model may keep what it read or computed in memory (bounded), instead of reading its rows
+    again for every batch: `flush` writes what it changed before each commit, and `begin`
+    forgets it all (after a rollback too, or when another runner moved the model on).
     """
 
     tables: ClassVar[tuple[Table, ...]] = ()
     topics: tuple[str, ...] = ()
     description: ClassVar[str] = ""
 
-    def apply(self, db: Db, events: Sequence[Positioned]) -> None:
+    def begin(self, *, fresh: bool) -> None:
+        """Forget what is kept in memory; `fresh`: the tables were just created, empty, so a
+        row not in memory is not in the tables either."""
+
+    def apply(self, db: Db, records: Sequence[Record]) -> None:
         raise NotImplementedError
+
+    def flush(self, db: Db) -> None:
+        """Write the rows `apply` changed in memory only. Nothing by default."""
 
     def finish(self, db: Db) -> bool:
         """One chunk of deferred work; True while more is left. Nothing by default."""
@@ -127,7 +143,48 @@ class ReadModel(Projection[ReadStore]):  # type: ignore[type-var]
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """The library's one-event entry point (e.g. its ProjectionRunner on PostgreSQL)."""
-        with self.view.transaction() as db:
-            self.view.advance(db, tracking.application_name, tracking.notification_id)
-            self.apply(db, [(tracking.notification_id, domain_event)])
-            self.finish(db)
+        self.begin(fresh=False)
+        try:
+            with self.view.transaction() as db:
+                self.view.advance(db, tracking.application_name, tracking.notification_id)
+                self.apply(db, [Record.of_event(tracking.notification_id, domain_event)])
+                self.flush(db)
+                self.finish(db)
+        finally:
+            self.begin(fresh=False)
+
+
+Key = TypeVar("Key")
+Row = TypeVar("Row")
+KEPT_ROWS_MAX = 100_000  # rows of one table a model keeps in memory during a catch-up
+
+
+class Kept(Generic[Key, Row]):
+    """Rows of one table that a model keeps in memory during a catch-up, by key: read once,
+    changed in memory, written back by `flush`. Bounded: past `limit` rows they are forgotten
+    after a flush (and read again when needed), so memory stays flat however long the log.
+
+    `complete` means every row of the table is here (the table was created empty and nothing
+    was forgotten since): a key not here has no row, and nothing needs to be read.
+    """
+
+    def __init__(self, limit: int = KEPT_ROWS_MAX) -> None:
+        self.rows: dict[Key, Row] = {}
+        self.complete = False
+        self.limit = limit
+
+    def reset(self, *, fresh: bool) -> None:
+        self.rows = {}
+        self.complete = fresh
+
+    def missing(self, keys: Iterable[Key]) -> set[Key]:
+        """The keys whose rows must be read from the table (none when complete)."""
+        if self.complete:
+            return set()
+        rows = self.rows
+        return {key for key in keys if key not in rows}
+
+    def trim(self) -> None:
+        """After a flush: forget everything if there is too much."""
+        if len(self.rows) > self.limit:
+            self.reset(fresh=False)

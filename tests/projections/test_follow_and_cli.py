@@ -235,7 +235,8 @@ def all_caught_up(read_models: ReadModels) -> bool:
 
 @pytest.mark.parametrize(
     ("batches_before_kill", "delay"),
-    [(1, 0.12), (2, 0.03)],
+    # Delays short enough to land before the head: catch-up runs ~10k events/s since #8.
+    [(1, 0.02), (2, 0.0)],
     ids=["during-batch-2", "during-batch-3"],
 )
 def test_a_killed_follower_resumes_without_applying_an_event_twice_or_skipping_one(
