@@ -281,9 +281,7 @@ class Ledger(Application[UUID]):
             return None
         first = transaction.get(request_id)
         assert isinstance(first, Request), first
-        if first.payload_digest != digest:
-            return RequestIdReused(command.request_id)
-        return Outcome.model_validate(first.outcome | {"duplicate": True})
+        return _retry_answer(first, command, digest)
 
     def _take_due_snapshots(self, transaction: WriteTransaction) -> None:
         """Snapshots of the versions the transaction passed (ledger/write_transaction.py):
@@ -406,9 +404,10 @@ class Ledger(Application[UUID]):
         first = self._recorded_request(command.request_id)
         if first is None:
             return None
-        if first.payload_digest != payload_digest(command.payload_digest_source()):
-            raise RequestIdReused(command.request_id)
-        return Outcome.model_validate(first.outcome | {"duplicate": True})
+        answer = _retry_answer(first, command, payload_digest(command.payload_digest_source()))
+        if isinstance(answer, RequestIdReused):
+            raise answer
+        return answer
 
     # --- history -------------------------------------------------------------------------------
 
@@ -471,3 +470,11 @@ class Ledger(Application[UUID]):
         )
         assert request.pending_event_ids() == [request_event_id]
         return request, outcome
+
+
+def _retry_answer(first: Request, command: CommandBase, digest: str) -> Outcome | RequestIdReused:
+    """A request recorded before: its first outcome again, or (another payload under the same
+    id) why the id cannot be used."""
+    if first.payload_digest != digest:
+        return RequestIdReused(command.request_id)
+    return Outcome.model_validate(first.outcome | {"duplicate": True})

@@ -110,24 +110,7 @@ class SQLiteLogWriter:
                     chunk,
                 )
             )
-        return Opened(
-            head=head,
-            head_link=head_link,
-            tail=[
-                LoggedEvent(
-                    position=int(r[0]),
-                    stored=StoredEvent(
-                        originator_id=UUID(r[1]),
-                        originator_version=int(r[2]),
-                        topic=str(r[3]),
-                        state=bytes(r[4]),
-                    ),
-                )
-                for r in tail_rows[: limits.TAIL_EVENTS_MAX]
-            ],
-            tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
-            existing=existing,
-        )
+        return _opened(head, head_link, tail_rows, existing)
 
     def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
         c = self.connection
@@ -261,23 +244,11 @@ class PostgresLogWriter:
             self.rollback()
             raise
         head_rows, tail_rows, existing_rows = results
-        return Opened(
-            head=0 if not head_rows else int(head_rows[0][0]),
-            head_link=GENESIS if not head_rows else str(head_rows[0][1]),
-            tail=[
-                LoggedEvent(
-                    position=int(r[0]),
-                    stored=StoredEvent(
-                        originator_id=r[1],
-                        originator_version=int(r[2]),
-                        topic=str(r[3]),
-                        state=bytes(r[4]),
-                    ),
-                )
-                for r in tail_rows[: limits.TAIL_EVENTS_MAX]
-            ],
-            tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
-            existing={r[0] for r in existing_rows},
+        return _opened(
+            0 if not head_rows else int(head_rows[0][0]),
+            GENESIS if not head_rows else str(head_rows[0][1]),
+            tail_rows,
+            {r[0] for r in existing_rows},
         )
 
     def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
@@ -315,6 +286,28 @@ class PostgresLogWriter:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _opened(head: int, head_link: str, tail_rows: Sequence[Any], existing: set[UUID]) -> Opened:
+    """Rows (position, originator_id, version, topic, state) read one past the tail's bound."""
+    return Opened(
+        head=head,
+        head_link=head_link,
+        tail=[
+            LoggedEvent(
+                position=int(r[0]),
+                stored=StoredEvent(
+                    originator_id=_uuid(r[1]),
+                    originator_version=int(r[2]),
+                    topic=str(r[3]),
+                    state=bytes(r[4]),
+                ),
+            )
+            for r in tail_rows[: limits.TAIL_EVENTS_MAX]
+        ],
+        tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
+        existing=existing,
+    )
 
 
 def _uuid(value: Any) -> UUID:
