@@ -96,3 +96,7 @@ SUBMIT_BATCH_SIZE_DEFAULT = 1000
 # for many accounts, while a job still records its progress as it goes (a stopped job keeps
 # what it committed and a re-run skips it).
 JOB_ACCOUNTS_PER_TRANSACTION = 200
+
+# How often a SQLite writer waiting for the log's write lock tries again: short, so waiting
+# writers take turns instead of one writer keeping the lock (SQLite's busy handler sleeps longer).
+SQLITE_LOCK_POLL_SECONDS = 0.001

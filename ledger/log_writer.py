@@ -13,6 +13,7 @@ notification and the commit in a third.
 """
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -65,22 +66,33 @@ class SQLiteLogWriter:
 
     def __init__(self, path: str, events_table: str, lock_timeout: float) -> None:
         self.events = events_table
+        self.lock_timeout = lock_timeout
         self.connection = sqlite3.connect(
-            path, uri=True, isolation_level=None, check_same_thread=False, timeout=lock_timeout
+            path, uri=True, isolation_level=None, check_same_thread=False, timeout=0
         )
         self._next_position = 0
 
     def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
-        c = self.connection
-        try:
-            c.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise OperationalError(error) from error
+        self._take_lock()
         try:
             return self._read_under_lock(after, ask)
         except BaseException:
             self.rollback()
             raise
+
+    def _take_lock(self) -> None:
+        """BEGIN IMMEDIATE, retried every millisecond up to the lock timeout: SQLite's own busy
+        handler backs off to 100 ms sleeps, so a writer that commits and begins again keeps the
+        lock while the others sleep (they starve)."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                self.connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise OperationalError(error) from error
+                time.sleep(limits.SQLITE_LOCK_POLL_SECONDS)
 
     def _read_under_lock(self, after: int, ask: Sequence[UUID]) -> Opened:
         c = self.connection
