@@ -3,4 +3,17 @@
 Importing the package registers every command on `ledger.cli.main.app`.
 """
 
-from ledger.cli import audit, demo, jobs, project, records, schema, show, simulate, submit  # noqa: F401  (each registers commands)
+from ledger.cli import (  # noqa: F401  (each registers commands)
+    audit,
+    demo,
+    incident,
+    jobs,
+    project,
+    records,
+    schema,
+    serve,
+    show,
+    simulate,
+    submit,
+    whatif,
+)
