@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger import limits
 from ledger.application import Ledger
+from ledger.audit.divergence import ACCOUNTS_BISECTED_MAX, AccountDivergence, account_divergence
 from ledger.domain.asset_pool import AssetPool
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.log import log_events
@@ -40,6 +41,7 @@ from projections.runner import RECONCILE_CHECKPOINTS
 
 DIFFERENCES_LISTED_MAX = 1000  # per check; the count is always complete
 TABLE_CHUNK_ROWS = 5000  # rows compared per query when walking two tables side by side
+ACCOUNT_TABLES = ("accounts(", "account_balances(")  # the accounts model's rows of one account
 
 
 class Difference(BaseModel):
@@ -204,7 +206,51 @@ def _check_replay(ledger: Ledger, read_models: Any, position: int, progress: Any
         for model in read_models.models.values():
             for table in model.tables:
                 differences += _compare_table(read_models.store, replay.store, table)
-    return _result("read_models", [_with_position(read_models, d) for d in differences])
+        differences = [_with_position(read_models, d) for d in differences]
+        differences = _bisected(ledger, read_models.store, replay.store, differences, position)
+    return _result("read_models", differences)
+
+
+def _bisected(
+    ledger: Ledger, live: Any, replay: Any, differences: list[Difference], position: int
+) -> list[Difference]:
+    """An account's rows that differ: the position where they left the account's history
+    (bisection over its events, ledger/audit/divergence.py), not only their last write."""
+    accounts = sorted(
+        {d.account for d in differences if d.account and d.subject.startswith(ACCOUNT_TABLES)}
+    )[:ACCOUNTS_BISECTED_MAX]
+    found = {}
+    with live.transaction(commit=False) as live_db, replay.transaction(commit=False) as replay_db:
+        for account in accounts:
+            divergence = account_divergence(ledger, live_db, replay_db, account, position)
+            if divergence is not None:
+                found[account] = divergence
+    return [_moved(d, found.get(d.account or "")) for d in differences]
+
+
+def _moved(difference: Difference, divergence: AccountDivergence | None) -> Difference:
+    """A stale row (one that equals an earlier state of its account) points at the first event
+    it misses, an account the read model lacks at its first event; a row equal to no state of
+    its account keeps its own last position."""
+    if (
+        divergence is None
+        or not difference.subject.startswith(ACCOUNT_TABLES)
+        or divergence.position == difference.position
+    ):
+        return difference
+    if divergence.is_row_missing:
+        detail = (
+            f"{difference.detail}; the read model has no row of the account, whose events "
+            f"start at position {divergence.position}"
+        )
+    elif divergence.agrees_until is not None:
+        detail = (
+            f"{difference.detail}; the account's rows still equal its state at position "
+            f"{divergence.agrees_until} and miss its events from position {divergence.position} on"
+        )
+    else:
+        return difference
+    return difference.model_copy(update={"position": divergence.position, "detail": detail})
 
 
 def _with_position(read_models: Any, difference: Difference) -> Difference:

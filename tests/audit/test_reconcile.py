@@ -55,6 +55,7 @@ from ledger.domain.insurance_fund import InsuranceFund
 from ledger.queries import account_view
 from projections.runner import ReadModels
 from projections.sql import Db
+from tests.audit.read_model_support import account_positions, put_back
 from tests.cli.cli_support import EXIT_CANNOT_RUN, EXIT_OK, invoke, ledger_script
 from tests.conftest import POSTGRES_URL
 from tests.support import at, command, run
@@ -600,6 +601,56 @@ def test_a_corrupted_account_book_balance_points_at_the_accounts_last_event(
     replay = check(reconciler.report(exit_code=EXIT_DIFFERENCES), "read_models")
 
     assert replay["first_divergence_position"] == store.last_positions["u2:portfolio"]
+
+
+def test_a_stale_account_points_at_the_first_event_it_misses(
+    store: Store, reconciler: Reconciler
+) -> None:
+    """u2's rows as they stood after its borrow (minute 5): the read model missed the hourly
+    interest and the repay. Bisection over u2's events names the first one it missed, not its
+    last event (where the rows were last written by the real projection)."""
+    with Ledger(store.url) as ledger:
+        positions = account_positions(ledger, "u2:portfolio")
+        assert positions[-1] == store.last_positions["u2:portfolio"]
+        borrowed = positions.index(max(p for p in positions if p < store.funded_position))
+        put_back(ledger, "u2:portfolio", positions[borrowed])
+
+    replay = check(reconciler.report(exit_code=EXIT_DIFFERENCES), "read_models")
+
+    differences = replay["differences"]
+    assert differences, replay
+    assert {d["account"] for d in differences} == {"u2:portfolio"}
+    missed = positions[borrowed + 1]
+    assert missed < store.last_positions["u2:portfolio"]
+    assert replay["first_divergence_position"] == missed
+    for difference in differences:
+        assert difference["position"] == missed, difference
+        assert (
+            f"still equal its state at position {positions[borrowed]} and miss its events "
+            f"from position {missed} on" in difference["detail"]
+        ), difference
+
+
+def test_an_account_missing_from_the_read_model_points_at_its_first_event(
+    store: Store, reconciler: Reconciler
+) -> None:
+    with read_model_sql(store.url) as db:
+        for table in ("accounts", "account_balances"):
+            db.execute(f"DELETE FROM {{{table}}} WHERE account_id = ?", ("u4:cross",))
+
+    replay = check(reconciler.report(exit_code=EXIT_DIFFERENCES), "read_models")
+
+    with Ledger(store.url) as ledger:
+        first = account_positions(ledger, "u4:cross")[0]
+    assert replay["first_divergence_position"] == first
+    subjects = {d["subject"]: d for d in replay["differences"]}
+    assert set(subjects) == {
+        "accounts(account_id=u4:cross)",
+        "account_balances(account_id=u4:cross, asset=ABC)",
+    }
+    for difference in subjects.values():
+        assert difference["found"] is None and difference["position"] == first, difference
+        assert "has no row of the account" in difference["detail"], difference
 
 
 # --- 3. an external balance report --------------------------------------------------------------
