@@ -1,5 +1,6 @@
 """Ledger: the application service. One method per command; it orchestrates, never decides."""
 
+import logging
 import sqlite3
 import threading
 import time
@@ -58,6 +59,8 @@ from ledger.persistence import database_url, env_for_url, is_postgres, schema_se
 from ledger.times import format_time
 from ledger.unit_of_work import Decided, UnitOfWork
 from ledger.write_transaction import AggregateCache, WriteStatistics, WriteTransaction
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _NOTHING_BEFORE = 2**62  # an empty cache needs no tail of the log
@@ -244,7 +247,7 @@ class Ledger(Application[UUID]):
                 self.write_statistics.transactions += 1
                 if positions:
                     cache.position = positions[-1]
-                self._take_due_snapshots(transaction)
+                self._take_due_snapshots_after_commit(transaction)
                 return result
         raise SaveRetriesExhausted(f"{limits.SAVE_RETRY_COUNT_MAX} conflicts in a row")
 
@@ -282,6 +285,17 @@ class Ledger(Application[UUID]):
         first = transaction.get(request_id)
         assert isinstance(first, Request), first
         return _retry_answer(first, command, digest)
+
+    def _take_due_snapshots_after_commit(self, transaction: WriteTransaction) -> None:
+        """The commands are recorded once committed: a snapshot that cannot be stored must not
+        make their caller believe otherwise (and retry). A snapshot only saves replay time; a
+        missing one is taken at the aggregate's next interval, and `ledger verify --snapshots`
+        checks those that exist."""
+        try:
+            self._take_due_snapshots(transaction)
+        except Exception:
+            self.write_statistics.snapshot_failures += 1
+            logger.exception("snapshots after a committed transaction were not stored")
 
     def _take_due_snapshots(self, transaction: WriteTransaction) -> None:
         """Snapshots of the versions the transaction passed (ledger/write_transaction.py):

@@ -35,6 +35,7 @@ class WriteStatistics:
     transactions: int = 0  # committed
     retries: int = 0  # decided again after an append that conflicted
     lock_wait_seconds: float = 0.0  # in begin(): waiting for the log's write lock, and its reads
+    snapshot_failures: int = 0  # snapshots not stored after a commit (the commit stands)
 
 
 class AggregateCache:

@@ -784,12 +784,19 @@ AFTER_FAILURE = [
 def failing_chain_inserts(url: str) -> Iterator[None]:
     """Every insert into the hash chain's table fails: a database error inside the commit, after
     the events themselves were inserted in the same transaction."""
+    with failing_inserts(url, CHAIN_TABLE):
+        yield
+
+
+@contextmanager
+def failing_inserts(url: str, table: str) -> Iterator[None]:
+    """Every insert into `table` fails, by a trigger: a real database error."""
     env = env_for_url(url)
     if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
         with closing(sqlite3.connect(env["SQLITE_DBNAME"])) as connection:
             # The missing table is only looked up when the trigger fires: an OperationalError.
             connection.execute(
-                f"CREATE TRIGGER test_fail BEFORE INSERT ON {CHAIN_TABLE} "
+                f"CREATE TRIGGER test_fail BEFORE INSERT ON {table} "
                 "BEGIN SELECT 1 FROM test_no_such_table; END"
             )
             connection.commit()
@@ -799,7 +806,7 @@ def failing_chain_inserts(url: str) -> Iterator[None]:
             connection.commit()
         return
     schema = sql.Identifier(env["POSTGRES_SCHEMA"])
-    chain = sql.SQL("{}.{}").format(schema, sql.Identifier(CHAIN_TABLE))
+    chain = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
     function = sql.SQL("{}.test_fail").format(schema)
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
         connection.execute(
@@ -847,6 +854,41 @@ def test_a_database_error_in_the_commit_records_nothing_and_leaves_no_stale_cach
         assert verify_chain(ledger).is_intact
     assert_same_answers(answers, expected.answers[len(market()) :])
     assert_same_log(log, expected.log)
+
+
+def test_a_snapshot_that_cannot_be_stored_does_not_fail_the_committed_batch(
+    database_url: str,
+) -> None:
+    """Snapshots are stored after the commit: their failure is counted and logged, the batch's
+    outcomes are returned (it was recorded), and the next interval's snapshot is taken again."""
+    interval = limits.SNAPSHOT_INTERVAL
+    big = AssetPool.create_id("BIG")
+    listing = [
+        c("list_asset", "f-big", 5, asset="BIG", collateral_rank=7),
+        c("set_collateral_cap", "f-cap", 5, asset="BIG", upper_limit="1000000000"),
+        c("mark_prices", "f-mark", 5, prices={"BIG": "1"}),
+    ]
+
+    def transfers(prefix: str, count: int) -> list[CommandBase]:
+        return [transfer("in", f"{prefix}-{i}", 10, f"f{i % 5}", "BIG", "1") for i in range(count)]
+
+    with Ledger(database_url) as ledger:
+        one_by_one(ledger, [*market(), *listing])
+        first = transfers("f1", interval + 1 - int(ledger.repository.get(big).version))
+        assert ledger.snapshots is not None
+        snapshots_table = ledger.snapshots.recorder.events_table_name.split(".")[-1]
+        with failing_inserts(database_url, snapshots_table):
+            results = ledger.execute_batch(first)
+        assert [answer(r)["status"] for r in results] == ["accepted"] * len(first)
+        assert ledger.write_statistics.snapshot_failures == 1
+        assert snapshot_versions(ledger, big) == []
+        assert all(ledger.first_outcome(command) is not None for command in first)
+        second = transfers("f2", interval)
+        assert all(answer(r)["status"] == "accepted" for r in ledger.execute_batch(second))
+        assert ledger.write_statistics.snapshot_failures == 1
+        assert snapshot_versions(ledger, big) == [2 * interval]
+        assert verify_snapshots(ledger).is_right
+        assert verify_chain(ledger).is_intact
 
 
 def test_a_lock_timeout_records_nothing_and_the_ledger_works_on_postgres(
