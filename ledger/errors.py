@@ -1,6 +1,13 @@
-"""Exceptions for input the ledger refuses without recording anything."""
+"""Exceptions for input the ledger refuses without recording anything, and the errors that
+mean its database cannot be used."""
+
+import sqlite3
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactoryError, PersistenceError
 
 from ledger.commands import CommandInvalid, FieldError
+from ledger.persistence import DatabaseUrlError
 
 
 class LedgerInputError(CommandInvalid):
@@ -25,3 +32,14 @@ class SaveRetriesExhausted(RuntimeError):
 
 class ReadOnlyLedger(RuntimeError):
     """A command sent to a Ledger opened read-only (e.g. by an auditor's role)."""
+
+
+# What every entry point (CLI: exit 2; HTTP: 503) answers as "the database cannot be used".
+DATABASE_ERRORS = (
+    DatabaseUrlError,
+    PersistenceError,  # every error the library raises for its database
+    InfrastructureFactoryError,
+    psycopg.Error,
+    sqlite3.Error,
+    SaveRetriesExhausted,  # conflicts that kept recurring: the store is not usable as it is
+)

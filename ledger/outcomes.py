@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ledger.commands import FieldError
+from ledger.commands import CommandInvalid, FieldError
 
 
 class Status(StrEnum):
@@ -64,3 +64,10 @@ class Outcome(BaseModel):
         if self.status is Status.INVALID:
             del data["events"], data["context"], data["duplicate"]
         return data
+
+    @classmethod
+    def of_invalid(cls, line: int, invalid: CommandInvalid) -> "Outcome":
+        """The `invalid` outcome of input line `line` (`ledger submit`, the HTTP batch)."""
+        return cls(
+            request_id=invalid.request_id, status=Status.INVALID, line=line, errors=invalid.errors
+        )

@@ -37,7 +37,11 @@ EXIT_SECTION_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
 # Sections written by others: a module not there yet is reported as not available.
-EXTERNAL = {"rebuild": "ledger.bench.rebuild", "time-travel": "ledger.bench.time_travel"}
+EXTERNAL = {
+    "rebuild": "ledger.bench.rebuild",
+    "time-travel": "ledger.bench.time_travel",
+    "http": "ledger.bench.http_load",
+}
 BESIDE_CEILINGS = ("ceilings", "commands", "batched")
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)

@@ -10,6 +10,7 @@ from ledger.audit.snapshots import SnapshotReport, verify_snapshots
 from ledger.audit.verify import ChainReport, head_digest, verify_chain
 from ledger.cli.main import EXIT_CANNOT_RUN, DbOption, JsonOption, app, open_ledger
 from ledger.cli.output import error, print_json, progress_bar, stdout, table
+from ledger.views import digest_json
 
 EXIT_INTACT = 0
 EXIT_TAMPERED = 1
@@ -25,11 +26,7 @@ def digest(db: DbOption = None, as_json: JsonOption = False) -> None:
     with open_ledger(db, read_only=True) as ledger:  # an auditor's role may only read
         head = head_digest(ledger)
     if as_json:
-        print_json(
-            None
-            if head is None
-            else {"position": head.position, "hash": head.hash, "digest": str(head)}
-        )
+        print_json(digest_json(head))
         return
     stdout.print("empty log: no digest yet" if head is None else str(head))
 

@@ -1,18 +1,15 @@
 """Entry point: the Typer app, the shared --db option, and exit codes 0 / 1 / 2."""
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-import psycopg
 import typer
-from eventsourcing.persistence import InfrastructureFactoryError, PersistenceError
 
 from ledger.application import Ledger
 from ledger.cli.output import error
-from ledger.errors import SaveRetriesExhausted
-from ledger.persistence import DATABASE_URL_DEFAULT, DatabaseUrlError
+from ledger.errors import DATABASE_ERRORS
+from ledger.persistence import DATABASE_URL_DEFAULT
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # some input was invalid (the rest was still processed)
@@ -42,15 +39,6 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-
-DATABASE_ERRORS = (
-    DatabaseUrlError,
-    PersistenceError,  # every error the library raises for its database
-    InfrastructureFactoryError,
-    psycopg.Error,
-    sqlite3.Error,
-    SaveRetriesExhausted,  # conflicts that kept recurring: the store is not usable as it is
-)
 
 
 @contextmanager

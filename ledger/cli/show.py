@@ -15,6 +15,7 @@ from ledger.cli.output import error, print_json, stdout, table
 from ledger.money import format_plain, quantize_down
 from ledger.queries import AccountIdInvalid
 from ledger.times import NotATime, parse_time
+from ledger.views import model_json, models_json
 from projections.queries import AssetView, PointInTime, ReadSide
 from projections.runner import ReadModels
 
@@ -74,7 +75,7 @@ def account(
             error(str(exc))
             raise typer.Exit(EXIT_CANNOT_RUN) from None
     if as_json:
-        print_json(view.model_dump(mode="json"))
+        print_json(model_json(view))
         return
     stdout.print(
         table(
@@ -122,7 +123,7 @@ def assets(db: DbOption = None, as_of: AsOfOption = None, as_json: JsonOption = 
     with read_side(db) as reader:
         views = reader.assets(when)
     if as_json:
-        print_json([v.model_dump(mode="json") for v in views])
+        print_json(models_json(views))
         return
     stdout.print(asset_table(views))
 
@@ -178,7 +179,7 @@ def accounts(
     with read_side(db) as reader:
         views = reader.accounts(user=user)
     if as_json:
-        print_json([v.model_dump(mode="json") for v in views])
+        print_json(models_json(views))
         return
     stdout.print(
         table(
@@ -223,7 +224,7 @@ def bands(
     with read_side(db) as reader:
         changes = reader.bands(asset=asset, since=start, until=end)
     if as_json:
-        print_json([c.model_dump(mode="json") for c in changes])
+        print_json(models_json(changes))
         return
     stdout.print(
         table(
@@ -256,7 +257,7 @@ def trial_balance(db: DbOption = None, as_json: JsonOption = False) -> None:
     with read_side(db) as reader:
         lines = reader.trial_balance()
     if as_json:
-        print_json([line.model_dump(mode="json") for line in lines])
+        print_json(models_json(lines))
     else:
         stdout.print(
             table(

@@ -13,7 +13,7 @@ from ledger.application import Ledger
 from ledger.cli.main import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK, DbOption, app, open_ledger
 from ledger.cli.output import error, note, print_json, stderr
 from ledger.commands import CommandBase, CommandInvalid, parse_line
-from ledger.outcomes import Outcome, Status
+from ledger.outcomes import Outcome
 
 
 @app.command()
@@ -123,4 +123,4 @@ def run_lines(
 def _invalid_outcome(number: int, exc: CommandInvalid) -> Outcome:
     for field_error in exc.errors:
         note(f"line {number}: {field_error.field}: {field_error.problem}")
-    return Outcome(request_id=exc.request_id, status=Status.INVALID, line=number, errors=exc.errors)
+    return Outcome.of_invalid(number, exc)
