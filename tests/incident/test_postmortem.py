@@ -169,12 +169,20 @@ def test_postmortem_command_writes_the_report(
     ("args", "named"),
     [
         (["--asset", "XYZ"], "--asset"),
+        (["--asset", "USDT"], "--asset"),  # listed, but no pool: its T would be drawn as 0
         (["--asset", "ABC", "--interval", "0m"], "--interval"),
         (["--asset", "ABC", "--interval", "1s"], "--interval"),  # 32,400 intervals
         (["--asset", "ABC", "--interval", "soon"], "--interval"),
         (["--asset", "ABC", "--from", "2026-03-02T20:00:00Z"], "--from"),
     ],
-    ids=["unknown-asset", "zero-interval", "too-many-intervals", "bad-interval", "from-after-to"],
+    ids=[
+        "unknown-asset",
+        "uncapped-asset",
+        "zero-interval",
+        "too-many-intervals",
+        "bad-interval",
+        "from-after-to",
+    ],
 )
 def test_postmortem_command_refuses_bad_input_naming_the_option(
     database_url: str, crash: CrashScenario, tmp_path: Path, args: list[str], named: str

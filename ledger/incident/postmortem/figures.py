@@ -127,8 +127,17 @@ def postmortem_figures(
     progress: Callable[[int, int], None] | None = None,
 ) -> PostmortemFigures:
     """The figures of `asset` over [since, until], from one pass over the log."""
-    if ledger.get_aggregate(Asset, Asset.create_id(asset)) is None:
+    listed = ledger.get_aggregate(Asset, Asset.create_id(asset))
+    if listed is None:
         raise WindowInvalid("asset", f"{asset} is not a listed asset")
+    if not listed.is_cap_eligible:
+        # Its report would draw a platform total of 0: only a cap-eligible asset has a pool.
+        raise WindowInvalid(
+            "asset",
+            f"{asset} is not under the max collateral rule (collateral rank "
+            f"{listed.collateral_rank}): the report follows a capped asset's platform total; "
+            "`ledger timeline --asset` tells its story",
+        )
     try:
         window = TimelineWindow(since=since, until=until)
     except ValueError as exc:
