@@ -135,16 +135,14 @@ class ReadSide:
     # --- assets -----------------------------------------------------------------------------------
 
     def assets(self, when: PointInTime = NOW) -> list[AssetView]:
-        """Every listed asset's totals, cap, ratio and band; at a past business time from the
-        history the asset totals model keeps (no replay of the log)."""
-        if when.position is not None:
-            raise NotImplementedError(
-                "asset totals are kept by business time: ask with at=, not position="
-            )
+        """Every listed asset's totals, cap, ratio and band; at a past business time or right
+        after a log position, from the history the asset totals model keeps (no replay)."""
         with self._db() as db:
             rows = load_assets(db)
             if when.at is not None:
                 rows = _assets_then(db, rows, time_key(when.at))
+            elif when.position is not None:
+                rows = _assets_at_position(db, rows, when.position)
         return [_asset_view(row) for _symbol, row in sorted(rows.items())]
 
     # --- bands and the journal -------------------------------------------------------------------
@@ -220,6 +218,55 @@ def _assets_then(db: Db, rows: dict[str, dict[str, Any]], at: str) -> dict[str, 
             past["price_usdt"] = None if price is None else dec(price["price_usdt"])
         then[symbol] = past
     return then
+
+
+def _assets_at_position(
+    db: Db, rows: dict[str, dict[str, Any]], position: int
+) -> dict[str, dict[str, Any]]:
+    """The asset rows right after log position `position` (the events up to it, in log order).
+
+    The totals history holds running totals in business-time order; the totals after a set of
+    events are the sum of those events' changes whatever their order, so each row's change is
+    taken against the row before it and the changes of the rows at or before `position` are
+    added up. Caps and prices are the latest written at or before it: each comes from one
+    aggregate, whose events are in log order and business-time order at once.
+    """
+    then = {}
+    for symbol, row in rows.items():
+        if version_at(db, Asset.create_id(symbol), position=position) is None:
+            continue  # listed later
+        past = dict(row)
+        totals = [Decimal(0)] * len(TOTAL_FIELDS)
+        previous = [Decimal(0)] * len(TOTAL_FIELDS)
+        for written, *values in db.query(
+            f"SELECT position, {', '.join(TOTAL_FIELDS)} FROM {{asset_totals_history}} "
+            "WHERE asset = ? ORDER BY effective_at, position",
+            (symbol,),
+        ):
+            current = [dec(value) for value in values]
+            if int(written) <= position:
+                totals = [t + c - p for t, c, p in zip(totals, current, previous, strict=True)]
+            previous = current
+        past.update(zip(TOTAL_FIELDS, totals, strict=True))
+        cap = _written_last(db, "asset_cap_history", CAP_FIELDS, symbol, position)
+        for name in CAP_FIELDS:
+            past[name] = None if cap is None else dec(cap[name])
+        if symbol != QUOTE_ASSET:
+            price = _written_last(db, "asset_price_history", ("price_usdt",), symbol, position)
+            past["price_usdt"] = None if price is None else dec(price["price_usdt"])
+        then[symbol] = past
+    return then
+
+
+def _written_last(
+    db: Db, table: str, columns: tuple[str, ...], asset: str, position: int
+) -> dict[str, Any] | None:
+    rows = db.query(
+        f"SELECT {', '.join(columns)} FROM {{{table}}} WHERE asset = ? AND position <= ? "
+        "ORDER BY position DESC LIMIT 1",
+        (asset, position),
+    )
+    return None if not rows else dict(zip(columns, rows[0], strict=True))
 
 
 def _latest(

@@ -113,13 +113,26 @@ def account(
 
 
 @app.command()
-def assets(db: DbOption = None, as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
+def assets(
+    db: DbOption = None,
+    as_of: AsOfOption = None,
+    at_position: Annotated[
+        int | None,
+        typer.Option(
+            "--at-position", min=0, help="A log position: the state right after that event."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """List every asset with its platform totals, upper limit, ratio and band (as they stood
-    at a past business time with --as-of).
+    at a past business time with --as-of, or right after a log position with --at-position).
 
     Example: ledger assets --as-of 2026-03-01T12:00:00Z --json
     """
-    when = PointInTime(at=parse_option_time("--as-of", as_of))
+    if as_of is not None and at_position is not None:
+        error("give --as-of or --at-position, not both")
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    when = PointInTime(at=parse_option_time("--as-of", as_of), position=at_position)
     with read_side(db) as reader:
         views = reader.assets(when)
     if as_json:

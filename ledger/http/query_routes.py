@@ -90,10 +90,9 @@ async def get_accounts(
 async def get_assets(
     request: Request, as_of: AsOf = None, at_position: AtPosition = None
 ) -> Response:
-    if at_position is not None:
-        # The asset totals model keeps its history by business time (projections/queries.py).
-        raise _invalid("at_position", "asset totals are kept by business time: ask with as_of")
-    when = PointInTime(at=_time("as_of", as_of))
+    if as_of is not None and at_position is not None:
+        raise _invalid("as_of", "give as_of or at_position, not both")
+    when = PointInTime(at=_time("as_of", as_of), position=at_position)
 
     def read() -> Any:
         with service_of(request).reader() as reader:

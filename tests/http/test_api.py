@@ -340,7 +340,11 @@ def test_queries_answer_with_their_figures_and_refuse_bad_parameters(server: Ser
         bad_time = auditor.get("/v1/assets", params={"as_of": "yesterday"})
         bad_account = auditor.get("/v1/accounts/alice:savings")
         both = auditor.get("/v1/accounts/alice:cross", params={"as_of": at(1), "at_position": 3})
-        position = auditor.get("/v1/assets", params={"at_position": 3})
+        head = auditor.get("/v1/digest").json()["position"]
+        at_head = auditor.get("/v1/assets", params={"at_position": head}).json()
+        now = auditor.get("/v1/assets").json()
+        at_start = auditor.get("/v1/assets", params={"at_position": 0}).json()
+        both_assets = auditor.get("/v1/assets", params={"as_of": at(1), "at_position": 3})
     assert asset["capped"] and asset["band"] in {"A", "B"} and asset["upper_limit"] == "100000"
     assert [a["total"] for a in before if a["asset"] == ASSET] == ["0"]
     assert account["holdings"] == {ASSET: "1000"} and account["status"] == "open"
@@ -350,7 +354,8 @@ def test_queries_answer_with_their_figures_and_refuse_bad_parameters(server: Ser
     assert assert_problem(bad_time, 422)["errors"][0]["field"] == "as_of"
     assert assert_problem(bad_account, 422)["errors"][0]["field"] == "account_id"
     assert_problem(both, 422)
-    assert assert_problem(position, 422)["errors"][0]["field"] == "at_position"
+    assert at_head == now and at_start == []  # right after the last event; before the first
+    assert_problem(both_assets, 422)
 
 
 def test_reconcile_reports_a_clean_store(server: Server) -> None:

@@ -109,6 +109,9 @@ def test_outcomes_are_byte_for_byte_those_of_ledger_submit_on_a_fresh_store(
     [
         pytest.param("/v1/assets", ["assets"], id="assets"),
         pytest.param(f"/v1/assets?as_of={at(2)}", ["assets", "--as-of", at(2)], id="assets-as-of"),
+        pytest.param(
+            "/v1/assets?at_position=6", ["assets", "--at-position", "6"], id="assets-at-position"
+        ),
         pytest.param("/v1/accounts/u1:cross", ["account", "u1:cross"], id="account"),
         pytest.param(
             "/v1/accounts/u1:cross?at_position=3",
