@@ -689,11 +689,21 @@ def account_view_of_row(row: dict[str, Any]) -> AccountView:
 
 
 def load_account(db: Db, account_id: str) -> dict[str, Any] | None:
-    return _load_accounts_by_id(db, [account_id]).get(account_id)
+    return load_accounts(db, [account_id]).get(account_id)
 
 
 def load_accounts(db: Db, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return _load_accounts_by_id(db, ids)
+    """The accounts as a query answers them: a row whose valuation waits for the runner's
+    finishing step (a price or a balance moved in a batch that is committed, its revaluation
+    not yet) is valued here at the market rows the same transaction reads, so no reader sees a
+    valuation older than the balances and prices beside it."""
+    rows = _load_accounts_by_id(db, ids)
+    stale = [row for row in rows.values() if row["is_valuation_stale"]]
+    if stale:
+        market = load_market(db)
+        for row in stale:
+            row["valuation"] = valuation_of(row, market)
+    return rows
 
 
 def account_ids(db: Db, *, user: str | None = None) -> list[str]:
