@@ -45,6 +45,22 @@ class AggregateCache:
         self.maxsize = maxsize
         self.position: int | None = None  # None: nothing known (empty, or forgotten)
         self._items: OrderedDict[UUID, LedgerAggregate] = OrderedDict()
+        # Ids the log had no event for at `position` (a user without a profile, looked up by
+        # every job's part for that user): known absent until an event of theirs is appended,
+        # by us (accept) or by another writer (the tail).
+        self._absent: OrderedDict[UUID, None] = OrderedDict()
+
+    def is_absent(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._absent
+
+    def put_absent(self, aggregate_id: UUID) -> None:
+        self._absent[aggregate_id] = None
+        self._absent.move_to_end(aggregate_id)
+        while len(self._absent) > self.maxsize:
+            self._absent.popitem(last=False)
+
+    def discard_absent(self, aggregate_id: UUID) -> None:
+        self._absent.pop(aggregate_id, None)
 
     def get(self, aggregate_id: UUID) -> LedgerAggregate | None:
         found = self._items.get(aggregate_id)
@@ -53,6 +69,7 @@ class AggregateCache:
         return found
 
     def put(self, aggregate: LedgerAggregate) -> None:
+        self._absent.pop(aggregate.id, None)
         self._items[aggregate.id] = aggregate
         self._items.move_to_end(aggregate.id)
         while len(self._items) > self.maxsize:
@@ -63,6 +80,7 @@ class AggregateCache:
 
     def forget(self) -> None:
         self._items.clear()
+        self._absent.clear()
         self.position = None
 
     def catch_up(self, ledger: "Ledger", opened: Opened) -> None:
@@ -79,6 +97,7 @@ class AggregateCache:
         stored = logged.stored
         aggregate_id = stored.originator_id
         assert isinstance(aggregate_id, UUID)
+        self._absent.pop(aggregate_id, None)  # another writer created it
         cached = self._items.get(aggregate_id)
         if cached is None:
             return
@@ -130,9 +149,13 @@ class WriteTransaction:
             return cached
         if aggregate_id in self._absent:
             return None
+        if self.cache.is_absent(aggregate_id):
+            self._absent.add(aggregate_id)
+            return None
         loaded: LedgerAggregate | None = self._committed(aggregate_id)
         if loaded is None:
             self._absent.add(aggregate_id)
+            self.cache.put_absent(aggregate_id)
             return None
         self.cache.put(loaded)
         return loaded
@@ -162,6 +185,7 @@ class WriteTransaction:
             if not events:
                 continue
             self._absent.discard(aggregate.id)
+            self.cache.discard_absent(aggregate.id)  # even when not cached (a Request)
             self._events_of.setdefault(aggregate.id, []).extend(events)
             self.events.extend(events)
             self._decided[aggregate.id] = aggregate

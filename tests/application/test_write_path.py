@@ -725,6 +725,31 @@ def test_our_cache_takes_in_what_another_process_appended(
     assert_same_log(log, expected_log)
 
 
+def test_an_aggregate_we_found_absent_and_another_writer_created_is_seen(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Our cache remembers that u1 had no UserProfile (the Pro switch was refused for the quiz);
+    another process records the quiz, the terms and the jurisdiction (creating the profile): our
+    next switch must see them and is accepted."""
+    pro = {"user": "u1", "to": "pro"}
+    with Ledger(database_url) as ours:
+        one_by_one(ours, market())
+        first = answer(ours.execute(c("switch_mode", "absent-s1", 10, **pro)))
+        assert (first["status"], first["reason"]) == ("rejected", "pro_quiz_not_passed")
+        theirs = submit_elsewhere(
+            database_url,
+            [
+                c("record_pro_quiz", "absent-q", 11, user="u1", passed=True),
+                c("agree_pro_terms", "absent-a", 11, user="u1"),
+                c("set_pro_jurisdiction", "absent-j", 11, user="u1", supported=True),
+            ],
+            tmp_path,
+        )
+        assert [a["status"] for a in theirs] == ["accepted"] * 3
+        again = answer(ours.execute(c("switch_mode", "absent-s2", 12, **pro)))
+    assert again["status"] == "accepted", again  # u1 qualifies once the profile is seen
+
+
 @pytest.mark.parametrize(
     "appended",
     [limits.TAIL_EVENTS_MAX, limits.TAIL_EVENTS_MAX + 2],
