@@ -37,7 +37,8 @@ RULES = {
     "repay": "DOMAIN.md §5 repay: interest first, then principal",
     "accrue_interest": "DOMAIN.md §5 hourly interest: once per loan and clock hour, rounded up",
     "settle_trade": "DOMAIN.md §5 trades: sell, buy and fee; auto-borrow of a shortfall and "
-    "auto-repay from the proceeds; the cap for capped assets bought into capped accounts",
+    "auto-repay from the proceeds; a capped asset bought moves its platform total T but is not "
+    "limited by the cap (DOMAIN.md §3: trades may take T past U)",
     "switch_mode": "DOMAIN.md §6 Cross Margin mode switches: Pro eligibility, switches per day, "
     "cooling-off, the level after the switch",
     "admin_force_classic": "DOMAIN.md §6: an administrator moves an account back to Classic",
