@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ledger.persistence import env_for_url
 from ledger.simulate.simulation import generate
 from tests.cli.cli_support import ledger_script
 from tests.conftest import POSTGRES_URL
+from tests.failures import failing_inserts
 from tests.support import T0, at
 
 Answer = dict[str, Any]  # an outcome's JSON, or what made a command invalid
@@ -811,43 +812,6 @@ def failing_chain_inserts(url: str) -> Iterator[None]:
     the events themselves were inserted in the same transaction."""
     with failing_inserts(url, CHAIN_TABLE):
         yield
-
-
-@contextmanager
-def failing_inserts(url: str, table: str) -> Iterator[None]:
-    """Every insert into `table` fails, by a trigger: a real database error."""
-    env = env_for_url(url)
-    if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
-        with closing(sqlite3.connect(env["SQLITE_DBNAME"])) as connection:
-            # The missing table is only looked up when the trigger fires: an OperationalError.
-            connection.execute(
-                f"CREATE TRIGGER test_fail BEFORE INSERT ON {table} "
-                "BEGIN SELECT 1 FROM test_no_such_table; END"
-            )
-            connection.commit()
-        yield
-        with closing(sqlite3.connect(env["SQLITE_DBNAME"])) as connection:
-            connection.execute("DROP TRIGGER test_fail")
-            connection.commit()
-        return
-    schema = sql.Identifier(env["POSTGRES_SCHEMA"])
-    chain = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
-    function = sql.SQL("{}.test_fail").format(schema)
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL(
-                "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
-            ).format(function)
-        )
-        connection.execute(
-            sql.SQL(
-                "CREATE TRIGGER test_fail BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
-            ).format(chain, function)
-        )
-    yield
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP TRIGGER test_fail ON {}").format(chain))
 
 
 def after_failure_reference(database_url: str, new_store: Callable[[], str]) -> Run:

@@ -6,10 +6,9 @@ a database failure mid-file exits 2 with the batches before it recorded and noth
 
 import itertools
 import json
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from psycopg import sql
 
 from ledger import Ledger, limits
 from ledger.log import log_events
-from ledger.persistence import env_for_url
 from tests.cli.cli_support import (
     EXIT_CANNOT_RUN,
     EXIT_INVALID,
@@ -36,6 +34,7 @@ from tests.cli.cli_support import (
     transfer_out,
 )
 from tests.conftest import POSTGRES_URL
+from tests.failures import failing_inserts
 from tests.support import at
 
 # The market, then a bit of everything: a cap refusal, duplicates, a request id reused with
@@ -189,43 +188,10 @@ def test_a_batch_size_out_of_bounds_is_a_bad_flag_and_records_nothing(
 def failing_inserts_of(url: str, marker: str) -> Iterator[None]:
     """Inserting an event whose stored JSON holds `marker` (e.g. its request id) fails with a
     database error; the store must already exist."""
-    env = env_for_url(url)
     with Ledger(url) as ledger:
         table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
-    if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
-        with closing(sqlite3.connect(env["SQLITE_DBNAME"])) as connection:
-            # abs() of the smallest integer fails when run: an OperationalError, only when the
-            # WHEN clause holds (a missing table would fail every insert, at prepare time).
-            connection.execute(
-                f"CREATE TRIGGER test_fail BEFORE INSERT ON {table} "
-                f"WHEN CAST(NEW.state AS TEXT) LIKE '%{marker}%' "
-                "BEGIN SELECT abs(-9223372036854775807 - 1); END"
-            )
-            connection.commit()
+    with failing_inserts(url, table, marker=marker):
         yield
-        with closing(sqlite3.connect(env["SQLITE_DBNAME"])) as connection:
-            connection.execute("DROP TRIGGER test_fail")
-            connection.commit()
-        return
-    schema = sql.Identifier(env["POSTGRES_SCHEMA"])
-    events = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
-    function = sql.SQL("{}.test_fail").format(schema)
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL(
-                "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
-            ).format(function)
-        )
-        connection.execute(
-            sql.SQL(
-                "CREATE TRIGGER test_fail BEFORE INSERT ON {} FOR EACH ROW "
-                "WHEN (convert_from(NEW.state, 'UTF8') LIKE {}) EXECUTE FUNCTION {}()"
-            ).format(events, sql.Literal(f"%{marker}%"), function)
-        )
-    yield
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP TRIGGER test_fail ON {}").format(events))
 
 
 def events_stored(url: str) -> int:
