@@ -28,6 +28,11 @@ AsOfOption = Annotated[
     ),
 ]
 
+AtPositionOption = Annotated[
+    int | None,
+    typer.Option("--at-position", min=0, help="A log position: the state right after that event."),
+]
+
 
 @contextmanager
 def read_side(db: str | None) -> Iterator[ReadSide]:
@@ -46,17 +51,20 @@ def parse_option_time(option: str, value: str | None) -> datetime | None:
         raise typer.Exit(EXIT_CANNOT_RUN) from None
 
 
+def point_in_time(as_of: str | None, at_position: int | None) -> PointInTime:
+    """--as-of or --at-position (not both): where in history a query looks."""
+    if as_of is not None and at_position is not None:
+        error("give --as-of or --at-position, not both")
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    return PointInTime(at=parse_option_time("--as-of", as_of), position=at_position)
+
+
 @app.command()
 def account(
     account_id: Annotated[str, typer.Argument(help="e.g. u1:cross, u1:isolated:BTCUSDT")],
     db: DbOption = None,
     as_of: AsOfOption = None,
-    at_position: Annotated[
-        int | None,
-        typer.Option(
-            "--at-position", min=0, help="A log position: the state right after that event."
-        ),
-    ] = None,
+    at_position: AtPositionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show one account: status, mode, holdings, liabilities, interest and margin levels
@@ -64,10 +72,7 @@ def account(
 
     Example: ledger account u1:cross --as-of 2026-03-01T12:00:00Z --json
     """
-    if as_of is not None and at_position is not None:
-        error("give --as-of or --at-position, not both")
-        raise typer.Exit(EXIT_CANNOT_RUN)
-    when = PointInTime(at=parse_option_time("--as-of", as_of), position=at_position)
+    when = point_in_time(as_of, at_position)
     with read_side(db) as reader:
         try:
             view = reader.account(account_id, when)
@@ -116,12 +121,7 @@ def account(
 def assets(
     db: DbOption = None,
     as_of: AsOfOption = None,
-    at_position: Annotated[
-        int | None,
-        typer.Option(
-            "--at-position", min=0, help="A log position: the state right after that event."
-        ),
-    ] = None,
+    at_position: AtPositionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List every asset with its platform totals, upper limit, ratio and band (as they stood
@@ -129,10 +129,7 @@ def assets(
 
     Example: ledger assets --as-of 2026-03-01T12:00:00Z --json
     """
-    if as_of is not None and at_position is not None:
-        error("give --as-of or --at-position, not both")
-        raise typer.Exit(EXIT_CANNOT_RUN)
-    when = PointInTime(at=parse_option_time("--as-of", as_of), position=at_position)
+    when = point_in_time(as_of, at_position)
     with read_side(db) as reader:
         views = reader.assets(when)
     if as_json:

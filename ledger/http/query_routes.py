@@ -51,9 +51,7 @@ async def get_account(
     as_of: AsOf = None,
     at_position: AtPosition = None,
 ) -> Response:
-    if as_of is not None and at_position is not None:
-        raise _invalid("as_of", "give as_of or at_position, not both")
-    when = PointInTime(at=_time("as_of", as_of), position=at_position)
+    when = _point_in_time(as_of, at_position)
 
     def read() -> Any:
         with service_of(request).reader() as reader:
@@ -90,9 +88,7 @@ async def get_accounts(
 async def get_assets(
     request: Request, as_of: AsOf = None, at_position: AtPosition = None
 ) -> Response:
-    if as_of is not None and at_position is not None:
-        raise _invalid("as_of", "give as_of or at_position, not both")
-    when = PointInTime(at=_time("as_of", as_of), position=at_position)
+    when = _point_in_time(as_of, at_position)
 
     def read() -> Any:
         with service_of(request).reader() as reader:
@@ -207,6 +203,12 @@ async def get_health(request: Request) -> Response:
 
 def _json(data: Any) -> Response:
     return Response(json_line(data), media_type="application/json")
+
+
+def _point_in_time(as_of: str | None, at_position: int | None) -> PointInTime:
+    if as_of is not None and at_position is not None:
+        raise _invalid("as_of", "give as_of or at_position, not both")
+    return PointInTime(at=_time("as_of", as_of), position=at_position)
 
 
 def _time(field: str, value: str | None) -> datetime | None:
