@@ -103,8 +103,8 @@ def _day_number(moment: datetime) -> float:
 def _platform_total(axes: Axes, figures: PostmortemFigures) -> None:
     start = figures.start
     lines: Sequence[tuple[str, str | None, Callable[[IntervalFigures], str | None], str]] = (
-        ("band B (80% of U)", start.band_b_total, lambda i: i.band_b_total, BAND_COLOURS["B"]),
-        ("band C (90% of U)", start.band_c_total, lambda i: i.band_c_total, BAND_COLOURS["C"]),
+        ("band B starts", start.band_b_total, lambda i: i.band_b_total, BAND_COLOURS["B"]),
+        ("band C starts", start.band_c_total, lambda i: i.band_c_total, BAND_COLOURS["C"]),
         ("upper limit U", start.upper_limit, lambda i: i.upper_limit, BAND_COLOURS["D"]),
     )
     for label, first, pick, colour in lines:
