@@ -7,9 +7,11 @@ events a cached aggregate can miss are those appended since this process last he
 query for "everything after the position I last saw" brings them all. It also makes decisions
 serial: no version conflicts, no retries, and a cap decided against the total as it stands.
 
-Statements are few and, on PostgreSQL, pipelined: the lock, the chain's head, the tail of the log
-and the idempotency lookups go in one round trip; the events in a second; the chain's links, the
-notification and the commit in a third.
+Statements are few, and on PostgreSQL two round trips in all: the lock, the chain's head, the
+next position, the tail of the log and the idempotency lookups go in the first; the events, the
+chain's links, the notification and the commit in the second. Under the lock the next positions
+are known before inserting (no one else can append), so the links are computed first and travel
+with the events.
 """
 
 import sqlite3
@@ -177,12 +179,13 @@ class PostgresLogWriter:
             """Composed once: psycopg would compose a SQL object again on every execute."""
             return SQL(template).format(*parts).as_string(None)
 
+        self.events_table = text("{0}", events)
         # One simple-protocol query (several statements, literal values, one round trip): a
         # psycopg pipeline of the same statements costs more than the round trip it saves.
         self.begin_query = text(
             "BEGIN; SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE; "
-            "EXECUTE ledger_head; EXECUTE ledger_tail(%(after)d, %(limit)d); "
-            "EXECUTE ledger_exists('{{%(ids)s}}')",
+            "EXECUTE ledger_head; EXECUTE ledger_next; "
+            "EXECUTE ledger_tail(%(after)d, %(limit)d); EXECUTE ledger_exists('{{%(ids)s}}')",
             int(env["POSTGRES_LOCK_TIMEOUT"]),
             events,
         )
@@ -207,19 +210,22 @@ class PostgresLogWriter:
                 events,
             ),
         ]
-        # Parameters cannot be bound to an EXECUTE: the insert is planned each time (cheap).
-        self.insert = text(
-            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
-            "RETURNING notification_id",
+        # The events, their links, the notification and the commit as one query. The positions
+        # are those the position column's sequence would draw next (read under the lock, where
+        # no one else draws from it), given explicitly so that the links are computed before
+        # anything is sent; the sequence is then moved past them, as drawing them would have.
+        # Values are literals: integers, UUIDs, hexadecimal, and topics quoted by _quoted.
+        self.commit_query = text(
+            "INSERT INTO {0} (notification_id, originator_id, originator_version, topic, state) "
+            "VALUES %(events)s; SELECT setval(%(sequence)s, %(last)d); "
+            "INSERT INTO {1} (position, hash) VALUES %(links)s; NOTIFY {2}; COMMIT",
             events,
-        )
-        # The library's subscribers LISTEN on the events table's name.
-        self.finish_query = text(
-            "INSERT INTO {0} (position, hash) VALUES %(links)s; NOTIFY {1}; COMMIT",
             chain,
+            # The library's subscribers LISTEN on the events table's name.
             Identifier(events_table.replace(".", "_")),
         )
+        self.sequence = ""  # the position column's sequence, as a literal (per connection)
+        self._next_position = 0
         self.connection = self._connect()
 
     def _connect(self) -> "psycopg.Connection[Any]":
@@ -227,8 +233,19 @@ class PostgresLogWriter:
 
         connection = postgres_connect(self.env)
         connection.prepare_threshold = None
+        connection.execute(b"SET bytea_output = 'hex'")  # the tail's states, read as text
         for statement in self.prepare:
             connection.execute(statement.encode())
+        row = connection.execute(
+            "SELECT pg_get_serial_sequence(%s, 'notification_id')", (self.events_table,)
+        ).fetchone()
+        assert row is not None and row[0] is not None, self.events_table
+        sequence = str(row[0])  # quoted where it needs to be
+        self.sequence = _quoted(sequence)
+        connection.execute(
+            "PREPARE ledger_next AS SELECT CASE WHEN is_called THEN last_value + 1 "
+            f"ELSE last_value END FROM {sequence}".encode()
+        )
         return connection
 
     def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
@@ -240,55 +257,72 @@ class PostgresLogWriter:
             "limit": limits.TAIL_EVENTS_MAX + 1,
             "ids": ",".join(str(_uuid(i)) for i in ask),  # UUIDs: hexadecimal and dashes only
         }
-        cursor = self.connection.cursor()
         try:
-            cursor.execute(query.encode())
-            results = []
-            while True:
-                if cursor.description is not None:
-                    results.append(cursor.fetchall())
-                if not cursor.nextset():
-                    break
+            head_rows, next_rows, tail_rows, existing_rows = self._run(query)
         except self.psycopg.OperationalError as error:
             self.rollback()
             raise OperationalError(error) from error
         except BaseException:
             self.rollback()
             raise
-        head_rows, tail_rows, existing_rows = results
+        self._next_position = int(next_rows[0][0])
         return _opened(
             0 if not head_rows else int(head_rows[0][0]),
-            GENESIS if not head_rows else str(head_rows[0][1]),
-            tail_rows,
-            {r[0] for r in existing_rows},
+            GENESIS if not head_rows else head_rows[0][1].decode(),
+            [  # text values; bytea as \x and hexadecimal
+                (int(p), UUID(i.decode()), int(v), t.decode(), bytes.fromhex(s[2:].decode()))
+                for p, i, v, t, s in tail_rows
+            ],
+            {UUID(r[0].decode()) for r in existing_rows},
         )
 
     def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
-        c = self.connection
-        try:
-            if not stored:
-                c.execute(b"COMMIT")
-                return []
-            positions = [
-                int(r[0])
-                for r in c.execute(
-                    self.insert.encode(),
-                    (
-                        [_uuid(e.originator_id) for e in stored],
-                        [e.originator_version for e in stored],
-                        [e.topic for e in stored],
-                        [e.state for e in stored],
-                    ),
-                ).fetchall()
-            ]
-            links = ",".join(  # positions and hex digests: digits and letters only
-                f"({int(position)},'{link}')"
+        if not stored:
+            self._run("COMMIT")
+            return []
+        positions = list(range(self._next_position, self._next_position + len(stored)))
+        query = self.commit_query % {
+            "events": ",".join(
+                f"({position},'{_uuid(e.originator_id)}',{int(e.originator_version)},"
+                f"{_quoted(e.topic)},decode('{e.state.hex()}','hex'))"
+                for position, e in zip(positions, stored, strict=True)
+            ),
+            "sequence": self.sequence,
+            "last": positions[-1],
+            "links": ",".join(  # positions and hex digests: digits and letters only
+                f"({position},'{link}')"
                 for position, link in links_for(opened.head_link, positions, stored)
-            )
-            c.execute((self.finish_query % {"links": links}).encode())
+            ),
+        }
+        try:
+            self._run(query)
         except self.psycopg.IntegrityError as error:
             raise IntegrityError(error) from error
         return positions
+
+    def _run(self, query: str) -> list[list[tuple[Any, ...]]]:
+        """One simple-protocol query sent through libpq the way psycopg's cursor sends it, but
+        without the cursor, which builds column descriptions and loaders for every statement
+        (~40 µs of a ~140 µs round trip, docs/performance.md): the rows of each statement that
+        returns rows, values as text bytes. A failing statement raises its psycopg error (those
+        after it did not run)."""
+        from psycopg import generators
+        from psycopg.errors import error_from_result
+
+        pgconn = self.connection.pgconn
+        pgconn.send_query(query.encode())
+        results = self.connection.wait(generators.execute(pgconn))
+        status = self.psycopg.pq.ExecStatus
+        rows = []
+        for result in results:
+            if result.status == status.FATAL_ERROR:
+                raise error_from_result(result, encoding=self.connection.info.encoding)
+            if result.status == status.TUPLES_OK:
+                fields = range(result.nfields)
+                rows.append(
+                    [tuple(result.get_value(r, f) for f in fields) for r in range(result.ntuples)]
+                )
+        return rows
 
     def rollback(self) -> None:
         if self.connection.closed or self.connection.broken:
@@ -320,6 +354,11 @@ def _opened(head: int, head_link: str, tail_rows: Sequence[Any], existing: set[U
         tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
         existing=existing,
     )
+
+
+def _quoted(text: str) -> str:
+    """A PostgreSQL string literal (standard_conforming_strings, on since 9.1: quotes only)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _uuid(value: Any) -> UUID:
