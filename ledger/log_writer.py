@@ -33,10 +33,26 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LoggedEvent:
-    """An event of the log's tail: its position and its stored record."""
+    """An event of the log's tail: its position, aggregate and version, and its stored record,
+    built only when asked (for an aggregate the cache holds: most of a busy tail is other
+    writers' requests and accounts)."""
 
     position: int
-    stored: StoredEvent
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes  # as the driver returned it: the stored bytes, or PostgreSQL's \x text of them
+
+    def stored(self) -> StoredEvent:
+        state = self.state
+        if state[:2] == b"\\x":
+            state = bytes.fromhex(state[2:].decode())
+        return StoredEvent(
+            originator_id=self.originator_id,
+            originator_version=self.originator_version,
+            topic=self.topic,
+            state=state,
+        )
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,12 @@ class SQLiteLogWriter:
                     chunk,
                 )
             )
-        return _opened(head, head_link, tail_rows, existing)
+        return _opened(
+            head,
+            head_link,
+            [LoggedEvent(int(p), UUID(i), int(v), str(t), bytes(s)) for p, i, v, t, s in tail_rows],
+            existing,
+        )
 
     def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
         c = self.connection
@@ -269,8 +290,8 @@ class PostgresLogWriter:
         return _opened(
             0 if not head_rows else int(head_rows[0][0]),
             GENESIS if not head_rows else head_rows[0][1].decode(),
-            [  # text values; bytea as \x and hexadecimal
-                (int(p), UUID(i.decode()), int(v), t.decode(), bytes.fromhex(s[2:].decode()))
+            [  # text values (the state's \x text decoded only if needed)
+                LoggedEvent(int(p), UUID(i.decode()), int(v), t.decode(), s)
                 for p, i, v, t, s in tail_rows
             ],
             {UUID(r[0].decode()) for r in existing_rows},
@@ -334,23 +355,14 @@ class PostgresLogWriter:
         self.connection.close()
 
 
-def _opened(head: int, head_link: str, tail_rows: Sequence[Any], existing: set[UUID]) -> Opened:
-    """Rows (position, originator_id, version, topic, state) read one past the tail's bound."""
+def _opened(
+    head: int, head_link: str, tail_rows: Sequence[LoggedEvent], existing: set[UUID]
+) -> Opened:
+    """The tail read one past its bound."""
     return Opened(
         head=head,
         head_link=head_link,
-        tail=[
-            LoggedEvent(
-                position=int(r[0]),
-                stored=StoredEvent(
-                    originator_id=_uuid(r[1]),
-                    originator_version=int(r[2]),
-                    topic=str(r[3]),
-                    state=bytes(r[4]),
-                ),
-            )
-            for r in tail_rows[: limits.TAIL_EVENTS_MAX]
-        ],
+        tail=list(tail_rows[: limits.TAIL_EVENTS_MAX]),
         tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
         existing=existing,
     )

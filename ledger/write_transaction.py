@@ -94,17 +94,15 @@ class AggregateCache:
         self.position = opened.head
 
     def _apply(self, ledger: "Ledger", logged: LoggedEvent) -> None:
-        stored = logged.stored
-        aggregate_id = stored.originator_id
-        assert isinstance(aggregate_id, UUID)
+        aggregate_id = logged.originator_id
         self._absent.pop(aggregate_id, None)  # another writer created it
         cached = self._items.get(aggregate_id)
         if cached is None:
             return
-        if stored.originator_version != cached.version + 1:
+        if logged.originator_version != cached.version + 1:
             self.discard(aggregate_id)  # a gap we cannot fill from here: load it again
             return
-        event = ledger.mapper.to_domain_event(stored)
+        event = ledger.mapper.to_domain_event(logged.stored())
         event.mutate(cached)  # type: ignore[attr-defined]
 
 

@@ -1,8 +1,8 @@
 """Base classes for the ledger's aggregates and their pydantic events (DOMAIN.md §8)."""
 
 from datetime import datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any, Self
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import (
@@ -25,7 +25,7 @@ def ledger_id(key: str) -> UUID:
     return uuid5(LEDGER_NAMESPACE, key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _topic_of(aggregate_class: type) -> str:
     return get_topic(aggregate_class)
 
@@ -89,15 +89,15 @@ class LedgerAggregate(BaseAggregate[UUID]):
     # every event of every command goes through them (docs/performance.md).
     @classmethod
     def _create(  # type: ignore[override]
-        cls, event_class: type[Any], *, id: UUID, **kwargs: Any  # noqa: A002
-    ) -> Any:
+        cls, event_class: type[Any], *, id: UUID, **kwargs: Any
+    ) -> Self:
         created = event_class(
             originator_topic=_topic_of(cls),
             originator_id=id,
             originator_version=cls.INITIAL_VERSION,
             **kwargs,
         )
-        aggregate = created.mutate(None)
+        aggregate: Self = created.mutate(None)
         aggregate._pending_events.append(created)
         return aggregate
 
