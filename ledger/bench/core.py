@@ -184,8 +184,20 @@ def progress(text: str) -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak resident memory so far, in MiB.
+
+    Linux's VmHWM: the high-water mark of this program's memory. Not getrusage's ru_maxrss,
+    which Linux carries across exec: a child started by a large parent (the bench, after it
+    generated stores) reports the parent's peak if that was higher than its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere (KiB on Linux)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ after the other on that store:
   the ledger's mapper (`select_notifications` + `mapper.to_domain_event`), which is what every
   event cost a rebuild before the read models decoded the stored JSON themselves;
 - `ReadModels.rebuild()` of all five models, in a child process of its own, so that its peak
-  resident memory (`resource.getrusage` in the child) is that rebuild's alone.
+  resident memory (VmHWM in the child, ledger/bench/core.py) is that rebuild's alone.
 And once per store, after the runs: the bound the writes alone set, the database copying every
 row the rebuild wrote into empty copies of its tables (`INSERT ... SELECT`, their indexes, one
 commit: no Python, no decoding), in events/s of the log. A rebuild cannot be faster than the
@@ -266,7 +266,7 @@ def size_figures(result: SizeResult, config: BenchConfig) -> list[Figure]:
             unit="MB",
             value=result.peak_rss_mb,
             better="lower",
-            notes={"measured": "resource.getrusage(RUSAGE_SELF).ru_maxrss in the child process"},
+            notes={"measured": "VmHWM of the child process (/proc/self/status)"},
         ),
     ]
 
