@@ -88,6 +88,11 @@ SQL_PARAMETERS_MAX = 500
 # the events held in memory before the commit and the time the log's write lock is held.
 BATCH_SIZE_MAX = 10_000
 
+# A PostgreSQL commit with at least this many events sends them and their links by COPY (two
+# round trips more, ~20 µs a row less than a literal VALUES list: docs/performance.md); below it,
+# events, links and COMMIT travel as one query.
+POSTGRES_COPY_EVENTS_MIN = 200
+
 # `ledger submit FILE` commits this many commands at a time unless told otherwise: large enough
 # that the commit's flush is a small share of each command, small enough that a batch is quick.
 SUBMIT_BATCH_SIZE_DEFAULT = 1000

@@ -245,6 +245,17 @@ class PostgresLogWriter:
             # The library's subscribers LISTEN on the events table's name.
             Identifier(events_table.replace(".", "_")),
         )
+        # Many events: COPY of the events and of their links, then this.
+        self.copy_events = text(
+            "COPY {0} (notification_id, originator_id, originator_version, topic, state) "
+            "FROM STDIN",
+            events,
+        )
+        self.copy_links = text("COPY {0} (position, hash) FROM STDIN", chain)
+        self.finish_query = text(
+            "SELECT setval(%(sequence)s, %(last)d); NOTIFY {0}; COMMIT",
+            Identifier(events_table.replace(".", "_")),
+        )
         self.sequence = ""  # the position column's sequence, as a literal (per connection)
         self._next_position = 0
         self.connection = self._connect()
@@ -302,6 +313,9 @@ class PostgresLogWriter:
             self._run("COMMIT")
             return []
         positions = list(range(self._next_position, self._next_position + len(stored)))
+        if len(stored) >= limits.POSTGRES_COPY_EVENTS_MIN:
+            self._copy_and_commit(opened, positions, stored)
+            return positions
         query = self.commit_query % {
             "events": ",".join(
                 f"({position},'{_uuid(e.originator_id)}',{int(e.originator_version)},"
@@ -320,6 +334,22 @@ class PostgresLogWriter:
         except self.psycopg.IntegrityError as error:
             raise IntegrityError(error) from error
         return positions
+
+    def _copy_and_commit(
+        self, opened: Opened, positions: list[int], stored: Sequence[StoredEvent]
+    ) -> None:
+        try:
+            with self.connection.cursor() as cursor:
+                with cursor.copy(self.copy_events.encode()) as copy:
+                    for position, e in zip(positions, stored, strict=True):
+                        row = (position, _uuid(e.originator_id), e.originator_version, e.topic)
+                        copy.write_row((*row, e.state))
+                with cursor.copy(self.copy_links.encode()) as copy:
+                    for link in links_for(opened.head_link, positions, stored):
+                        copy.write_row(link)
+            self._run(self.finish_query % {"sequence": self.sequence, "last": positions[-1]})
+        except self.psycopg.IntegrityError as error:
+            raise IntegrityError(error) from error
 
     def _run(self, query: str) -> list[list[tuple[Any, ...]]]:
         """One simple-protocol query sent through libpq the way psycopg's cursor sends it, but

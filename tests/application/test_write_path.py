@@ -845,6 +845,41 @@ def test_a_database_error_in_the_commit_records_nothing_and_leaves_no_stale_cach
     assert_same_log(log, expected.log)
 
 
+def big_batch(prefix: str) -> list[CommandBase]:
+    """New users' capped transfer-ins, more events than POSTGRES_COPY_EVENTS_MIN: on PostgreSQL
+    the commit sends them by COPY (fewer events travel in one literal query with the COMMIT)."""
+    count = limits.POSTGRES_COPY_EVENTS_MIN // 4 + 1  # >= 4 events each: request, account x2, pool
+    return [transfer("in", f"{prefix}-{i}", 10, f"{prefix}{i}", "ABC", "1") for i in range(count)]
+
+
+@pytest.mark.parametrize("failing_table", ["events", CHAIN_TABLE])
+def test_a_database_error_in_a_big_batch_commit_records_nothing(
+    database_url: str, new_store: Callable[[], str], failing_table: str
+) -> None:
+    """A failure while the events, or their links, are being sent: nothing of the batch stays,
+    the positions it would have taken go to the next commit, and the log then equals a clean
+    run's with an intact chain."""
+    expected = reference(
+        "big-batch",
+        database_url,
+        new_store,
+        lambda ledger: one_by_one(ledger, [*market(), *big_batch("b")]),
+    )
+    with Ledger(database_url) as ledger:
+        one_by_one(ledger, market())
+        count = event_count(ledger)
+        table = ledger.recorder.events_table_name if failing_table == "events" else CHAIN_TABLE  # type: ignore[attr-defined]
+        with failing_inserts(database_url, table), pytest.raises((sqlite3.Error, psycopg.Error)):
+            ledger.execute_batch(big_batch("b"))
+        assert event_count(ledger) == count
+        answers = [answer(a) for a in ledger.execute_batch(big_batch("b"))]
+        assert sum(len(a["events"]) for a in answers) >= limits.POSTGRES_COPY_EVENTS_MIN
+        log = logged(ledger)
+        assert verify_chain(ledger).is_intact
+    assert_same_answers(answers, expected.answers[len(market()) :])
+    assert_same_log(log, expected.log)
+
+
 def test_a_snapshot_that_cannot_be_stored_does_not_fail_the_committed_batch(
     database_url: str,
 ) -> None:
