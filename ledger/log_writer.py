@@ -41,12 +41,11 @@ class LoggedEvent:
     originator_id: UUID
     originator_version: int
     topic: str
-    state: bytes  # as the driver returned it: the stored bytes, or PostgreSQL's \x text of them
+    state: bytes  # as the driver returned it
+    state_as_hex_text: bool = False  # PostgreSQL's text form of bytea: \x and hexadecimal
 
     def stored(self) -> StoredEvent:
-        state = self.state
-        if state[:2] == b"\\x":
-            state = bytes.fromhex(state[2:].decode())
+        state = bytes.fromhex(self.state[2:].decode()) if self.state_as_hex_text else self.state
         return StoredEvent(
             originator_id=self.originator_id,
             originator_version=self.originator_version,
@@ -302,7 +301,7 @@ class PostgresLogWriter:
             0 if not head_rows else int(head_rows[0][0]),
             GENESIS if not head_rows else head_rows[0][1].decode(),
             [  # text values (the state's \x text decoded only if needed)
-                LoggedEvent(int(p), UUID(i.decode()), int(v), t.decode(), s)
+                LoggedEvent(int(p), UUID(i.decode()), int(v), t.decode(), s, state_as_hex_text=True)
                 for p, i, v, t, s in tail_rows
             ],
             {UUID(r[0].decode()) for r in existing_rows},
