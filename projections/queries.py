@@ -5,7 +5,7 @@ Every query catches the read models up first unless told not to, so an answer in
 event committed before it was asked.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -210,12 +210,7 @@ def _assets_then(db: Db, rows: dict[str, dict[str, Any]], at: str) -> dict[str, 
         totals = _latest(db, "asset_totals_history", TOTAL_FIELDS, symbol, at)
         for name in TOTAL_FIELDS:
             past[name] = Decimal(0) if totals is None else dec(totals[name])
-        cap = _latest(db, "asset_cap_history", CAP_FIELDS, symbol, at)
-        for name in CAP_FIELDS:
-            past[name] = None if cap is None else dec(cap[name])
-        if symbol != QUOTE_ASSET:
-            price = _latest(db, "asset_price_history", ("price_usdt",), symbol, at)
-            past["price_usdt"] = None if price is None else dec(price["price_usdt"])
+        _set_cap_and_price(past, symbol, lambda t, c, a: _latest(db, t, c, a, at))
         then[symbol] = past
     return then
 
@@ -248,14 +243,23 @@ def _assets_at_position(
                 totals = [t + c - p for t, c, p in zip(totals, current, previous, strict=True)]
             previous = current
         past.update(zip(TOTAL_FIELDS, totals, strict=True))
-        cap = _written_last(db, "asset_cap_history", CAP_FIELDS, symbol, position)
-        for name in CAP_FIELDS:
-            past[name] = None if cap is None else dec(cap[name])
-        if symbol != QUOTE_ASSET:
-            price = _written_last(db, "asset_price_history", ("price_usdt",), symbol, position)
-            past["price_usdt"] = None if price is None else dec(price["price_usdt"])
+        _set_cap_and_price(past, symbol, lambda t, c, a: _written_last(db, t, c, a, position))
         then[symbol] = past
     return then
+
+
+def _set_cap_and_price(
+    past: dict[str, Any],
+    symbol: str,
+    lookup: Callable[[str, tuple[str, ...], str], dict[str, Any] | None],
+) -> None:
+    """The cap and the price in force: the history rows `lookup(table, columns, asset)` finds."""
+    cap = lookup("asset_cap_history", CAP_FIELDS, symbol)
+    for name in CAP_FIELDS:
+        past[name] = None if cap is None else dec(cap[name])
+    if symbol != QUOTE_ASSET:
+        price = lookup("asset_price_history", ("price_usdt",), symbol)
+        past["price_usdt"] = None if price is None else dec(price["price_usdt"])
 
 
 def _written_last(
