@@ -53,7 +53,8 @@ from ledger.domain.insurance_fund import InsuranceFund
 from ledger.domain.request import Request, payload_digest
 from ledger.errors import ReadOnlyLedger, RequestIdReused, SaveRetriesExhausted
 from ledger.handlers import borrowing, modes, parameters, risk, trading, transfers, users
-from ledger.log_writer import LogWriter, PostgresLogWriter, SQLiteLogWriter
+from ledger.handoff import HandedOff, Offer, decode_answers, encode_answers, queued_commands
+from ledger.log_writer import LogWriter, Opened, PostgresLogWriter, SQLiteLogWriter
 from ledger.outcomes import Outcome, Status
 from ledger.persistence import database_url, env_for_url, is_postgres, schema_setup_lock
 from ledger.times import format_time
@@ -209,16 +210,38 @@ class Ledger(Application[UUID]):
             return []
         requests = [Request.create_id(c.request_id) for c in commands]
         ask = [*requests, *(self._account_ids(commands))]
-        return self.in_write_transaction(
+        offer = None
+        if (
+            self._writer is not None
+            and self._writer.hands_off
+            and len(commands) <= limits.HANDOFF_COMMANDS_MAX
+        ):
+            offer = Offer.of(commands, ask)
+        result = self._write(
             lambda transaction: [self._decide(transaction, command) for command in commands],
-            ask=ask,
+            ask,
+            offer,
         )
+        if isinstance(result, HandedOff):
+            self.write_statistics.handed_off += len(commands)
+            return result.answers
+        return result
 
     def in_write_transaction(
         self, work: Callable[[WriteTransaction], T], ask: Sequence[UUID] = ()
     ) -> T:
         """Run `work` in one write transaction (the log's write lock held throughout) and
         append and commit what it decided; `ask` names aggregates worth looking up at once."""
+        result = self._write(work, ask, None)
+        assert not isinstance(result, HandedOff)
+        return result
+
+    def _write(
+        self, work: Callable[[WriteTransaction], T], ask: Sequence[UUID], offer: Offer | None
+    ) -> T | HandedOff:
+        """in_write_transaction; with an `offer`, the commands may be decided by the writer
+        holding the lock instead (their answers, HandedOff), and this transaction decides
+        those other writers queued (ledger/handoff.py)."""
         if self._writer is None:
             raise ReadOnlyLedger(f"{self.database_url} was opened read-only")
         with self._write_lock:
@@ -226,30 +249,61 @@ class Ledger(Application[UUID]):
                 cache = self._write_cache
                 after = cache.position if cache.position is not None else _NOTHING_BEFORE
                 started = time.perf_counter()
-                opened = self._writer.begin(after, ask)
+                opened = self._writer.begin(after, ask, offer)
                 self.write_statistics.lock_wait_seconds += time.perf_counter() - started
+                if opened.answers is not None:  # committed by the writer that decided them
+                    return HandedOff(decode_answers(opened.answers))
                 try:
                     cache.catch_up(self, opened)
                     transaction = WriteTransaction(self, cache, opened)
                     transaction.known_absent(ask)
                     result = work(transaction)
-                    positions = self._writer.commit(opened, transaction.stored_events())
+                    answers = self._serve(transaction, opened, offer)
+                    positions = self._writer.commit(
+                        opened, transaction.stored_events(), [a[:2] for a in answers]
+                    )
                 except IntegrityError:
                     # Someone appended without the lock (not the ledger): decide again.
                     self._writer.rollback()
                     cache.forget()
                     self.write_statistics.retries += 1
                     continue
-                except BaseException:
+                except Exception:
                     self._writer.rollback()
                     cache.forget()  # what the cached aggregates hold was never committed
+                    if offer is None or not opened.taken:
+                        raise
+                    # Perhaps another writer's command failed: those go back to the queue
+                    # for their own writer, and this one decides its own alone.
+                    offer = None
+                    continue
+                except BaseException:
+                    self._writer.rollback()
+                    cache.forget()
                     raise
                 self.write_statistics.transactions += 1
+                self.write_statistics.served += sum(count for _, _, count in answers)
                 if positions:
                     cache.position = positions[-1]
                 self._take_due_snapshots_after_commit(transaction)
                 return result
         raise SaveRetriesExhausted(f"{limits.SAVE_RETRY_COUNT_MAX} conflicts in a row")
+
+    def _serve(
+        self, transaction: WriteTransaction, opened: Opened, offer: Offer | None
+    ) -> list[tuple[UUID, str, int]]:
+        """Decide the commands other writers queued, after this writer's own: their tickets,
+        answers and how many."""
+        answers = []
+        for ticket, commands_json, ask in opened.taken:
+            if offer is not None and ticket == offer.ticket:
+                continue  # queued by this writer, decided by `work` already
+            transaction.known_absent(ask)
+            decided = [
+                self._decide(transaction, command) for command in queued_commands(commands_json)
+            ]
+            answers.append((ticket, encode_answers(decided), len(decided)))
+        return answers
 
     def _decide(
         self, transaction: WriteTransaction, command: CommandBase

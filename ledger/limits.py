@@ -105,3 +105,9 @@ JOB_ACCOUNTS_PER_TRANSACTION = 200
 # How often a SQLite writer waiting for the log's write lock tries again: short, so waiting
 # writers take turns instead of one writer keeping the lock (SQLite's busy handler sleeps longer).
 SQLITE_LOCK_POLL_SECONDS = 0.001
+
+# PostgreSQL (ledger/handoff.py): a writer finding the log's lock busy queues a run of up to this
+# many commands for the holder to decide (larger runs amortise their own commit: they wait);
+# a holder takes at most this many queued runs, so its transaction stays short.
+HANDOFF_COMMANDS_MAX = 16
+HANDOFF_TAKE_MAX = 64

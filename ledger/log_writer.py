@@ -17,7 +17,7 @@ with the events.
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -25,7 +25,8 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 
 from ledger import limits
 from ledger.audit.chain import GENESIS
-from ledger.audit.recorders import CHAIN_TABLE, links_for
+from ledger.audit.recorders import ANSWERS_TABLE, CHAIN_TABLE, QUEUE_TABLE, links_for
+from ledger.handoff import Offer
 
 if TYPE_CHECKING:
     import psycopg
@@ -54,6 +55,9 @@ class LoggedEvent:
         )
 
 
+Answered = tuple[UUID, str]  # a queued run's ticket, and its answers as JSON (ledger/handoff.py)
+
+
 @dataclass(frozen=True)
 class Opened:
     """What a write transaction sees once it holds the lock."""
@@ -63,13 +67,23 @@ class Opened:
     tail: list[LoggedEvent]  # events after the position asked for, up to TAIL_EVENTS_MAX
     tail_complete: bool  # False: more than TAIL_EVENTS_MAX events followed it
     existing: set[UUID]  # which of the ids asked about have events
+    # PostgreSQL, commands handed to the lock's holder (ledger/handoff.py): other writers'
+    # queued commands this transaction took to decide (ticket, commands as JSON, their ids),
+    # or, when another writer decided ours meanwhile, their answers (the lock already let go).
+    taken: list[tuple[UUID, str, list[UUID]]] = field(default_factory=list)
+    answers: str | None = None
 
 
 class LogWriter(Protocol):
-    def begin(self, after: int, ask: Sequence[UUID]) -> Opened: ...
+    hands_off: bool  # whether begin() takes an Offer (ledger/handoff.py)
 
-    def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
-        """Append the events and their chain links, and commit; their positions."""
+    def begin(self, after: int, ask: Sequence[UUID], offer: Offer | None = None) -> Opened: ...
+
+    def commit(
+        self, opened: Opened, stored: Sequence[StoredEvent], answers: Sequence[Answered] = ()
+    ) -> list[int]:
+        """Append the events and their chain links, and the answers to the commands taken
+        from other writers, and commit; the events' positions."""
         ...
 
     def rollback(self) -> None: ...
@@ -89,7 +103,10 @@ class SQLiteLogWriter:
         )
         self._next_position = 0
 
-    def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
+    hands_off = False  # one file, one writer at a time, no server to queue commands on
+
+    def begin(self, after: int, ask: Sequence[UUID], offer: Offer | None = None) -> Opened:
+        assert offer is None, "SQLite writers do not hand commands off"
         self._take_lock()
         try:
             return self._read_under_lock(after, ask)
@@ -146,7 +163,10 @@ class SQLiteLogWriter:
             existing,
         )
 
-    def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
+    def commit(
+        self, opened: Opened, stored: Sequence[StoredEvent], answers: Sequence[Answered] = ()
+    ) -> list[int]:
+        assert not answers, "SQLite writers take no commands from others"
         c = self.connection
         positions = list(range(self._next_position, self._next_position + len(stored)))
         try:
@@ -199,16 +219,54 @@ class PostgresLogWriter:
             """Composed once: psycopg would compose a SQL object again on every execute."""
             return SQL(template).format(*parts).as_string(None)
 
+        queue = SQL("{0}.{1}").format(schema, Identifier(QUEUE_TABLE))
+        answers = SQL("{0}.{1}").format(schema, Identifier(ANSWERS_TABLE))
         self.events_table = text("{0}", events)
-        # One simple-protocol query (several statements, literal values, one round trip): a
-        # psycopg pipeline of the same statements costs more than the round trip it saves.
-        self.begin_query = text(
-            "BEGIN; SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE; "
-            "EXECUTE ledger_head; EXECUTE ledger_next; "
-            "EXECUTE ledger_tail(%(after)d, %(limit)d); EXECUTE ledger_exists('{{%(ids)s}}')",
+
+        def begin(lock: str, *then: str) -> str:
+            # One simple-protocol query (several statements, literal values, one round trip):
+            # a psycopg pipeline of the same statements costs more than the round trip saves.
+            return text(
+                "BEGIN; SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE"
+                + lock
+                + "; EXECUTE ledger_head; EXECUTE ledger_next; "
+                "EXECUTE ledger_tail(%(after)d, %(limit)d); EXECUTE ledger_exists('{{%(ids)s}}')"
+                + "".join("; " + statement for statement in then),
+                int(env["POSTGRES_LOCK_TIMEOUT"]),
+                events,
+            )
+
+        self.begin_query = begin("")
+        # With commands to hand off (ledger/handoff.py). First the lock if it is free at once,
+        # taking whatever other writers queued meanwhile. Else the commands are queued
+        # (committed on their own, unlogged: no fsync) and this writer waits for the holder to
+        # finish, in ROW SHARE mode (in conflict with the holder's EXCLUSIVE only: the waiters
+        # do not queue behind each other), and collects its answers if the holder took its
+        # commands; if not, it tries the lock at once again (with its own queued commands
+        # among those taken), and waits again if another waiter was quicker.
+        self.begin_at_once_query = begin(" NOWAIT", "EXECUTE ledger_take(%(take)d, '%(nobody)s')")
+        wait = text(
+            "BEGIN; SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN ROW SHARE MODE; "
+            "EXECUTE ledger_answered('%(ticket)s'); COMMIT",
             int(env["POSTGRES_LOCK_TIMEOUT"]),
             events,
         )
+        self.queue_and_wait_query = (
+            text(
+                "ROLLBACK; INSERT INTO {0} (ticket, commands, ask) "
+                "VALUES ('%(ticket)s', %(commands)s, '{{%(ids)s}}'); COMMIT; ",
+                queue,
+            )
+            + wait
+        )
+        self.wait_query = "ROLLBACK; " + wait
+        self.begin_queued_query = begin(
+            " NOWAIT",
+            "EXECUTE ledger_take(%(take)d, '%(ticket)s')",
+            "EXECUTE ledger_answered('%(ticket)s')",
+        )
+        self.withdraw_query = text("DELETE FROM {0} WHERE ticket = '%(ticket)s'", queue)
+        self.answers_insert = text("INSERT INTO {0} (ticket, answers) VALUES ", answers)
         # Planned once per connection (planning them on every command cost more than running
         # them), by PREPARE rather than psycopg's automatic preparing, which deallocates every
         # prepared statement of the connection when it sees a ROLLBACK.
@@ -228,6 +286,25 @@ class PostgresLogWriter:
                 "PREPARE ledger_exists(uuid[]) AS SELECT originator_id FROM {0} "
                 "WHERE originator_id = ANY($1) AND originator_version = 1",
                 events,
+            ),
+            # Up to $1 queued runs, oldest first, unless $2's commands were answered already
+            # (that writer then only collects its answers); each with which of its ids exist.
+            text(
+                "PREPARE ledger_take(bigint, uuid) AS WITH taken AS (DELETE FROM {0} "
+                "WHERE seq IN (SELECT seq FROM {0} ORDER BY seq LIMIT $1) "
+                "AND NOT EXISTS (SELECT FROM {1} WHERE ticket = $2) "
+                "RETURNING seq, ticket, commands, ask) "
+                "SELECT ticket, commands, ask, ARRAY(SELECT e.originator_id FROM {2} e "
+                "WHERE e.originator_id = ANY(taken.ask) AND e.originator_version = 1) "
+                "FROM taken ORDER BY seq",
+                queue,
+                answers,
+                events,
+            ),
+            text(
+                "PREPARE ledger_answered(uuid) AS DELETE FROM {0} WHERE ticket = $1 "
+                "RETURNING answers",
+                answers,
             ),
         ]
         # The events, their links, the notification and the commit as one query. The positions
@@ -255,6 +332,7 @@ class PostgresLogWriter:
             "SELECT setval(%(sequence)s, %(last)d); NOTIFY {0}; COMMIT",
             Identifier(events_table.replace(".", "_")),
         )
+        self.hands_off = True
         self.sequence = ""  # the position column's sequence, as a literal (per connection)
         self._next_position = 0
         self.connection = self._connect()
@@ -279,17 +357,55 @@ class PostgresLogWriter:
         )
         return connection
 
-    def begin(self, after: int, ask: Sequence[UUID]) -> Opened:
+    def begin(self, after: int, ask: Sequence[UUID], offer: Offer | None = None) -> Opened:
         if self.connection.closed or self.connection.broken:
             self.connection.close()
             self.connection = self._connect()  # the server restarted, or ended our session
-        query = self.begin_query % {
+        values = {
             "after": after,
             "limit": limits.TAIL_EVENTS_MAX + 1,
-            "ids": ",".join(str(_uuid(i)) for i in ask),  # UUIDs: hexadecimal and dashes only
+            "ids": _uuid_list(ask),
+            "take": limits.HANDOFF_TAKE_MAX,
+            "nobody": _NOBODY,
         }
+        if offer is None:
+            return self._begin(self.begin_query % values)
         try:
-            head_rows, next_rows, tail_rows, existing_rows = self._run(query)
+            return self._begin(self.begin_at_once_query % values, at_once=True)
+        except _LockBusy:
+            pass
+        queued = values | {"ticket": offer.ticket, "commands": _quoted(offer.commands)}
+        deadline = time.monotonic() + int(self.env["POSTGRES_LOCK_TIMEOUT"])
+        wait = self.queue_and_wait_query
+        try:
+            while True:
+                (answered,) = self._run(wait % queued)
+                if answered:
+                    return _handed_off(answered[0][0].decode())
+                try:
+                    return self._begin(self.begin_queued_query % queued, at_once=True)
+                except _LockBusy:
+                    if time.monotonic() > deadline:
+                        raise OperationalError("the log's write lock stayed busy") from None
+                    wait = self.wait_query
+        except self.psycopg.OperationalError as error:
+            self._withdraw(offer)
+            raise OperationalError(error) from error
+        except OperationalError:
+            self._withdraw(offer)
+            raise
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _begin(self, query: str, at_once: bool = False) -> Opened:
+        try:
+            head_rows, next_rows, tail_rows, existing_rows, *handoff = self._run(query)
+        except self.psycopg.errors.LockNotAvailable as error:
+            if at_once:
+                raise _LockBusy from error  # the next query rolls back first
+            self.rollback()
+            raise OperationalError(error) from error
         except self.psycopg.OperationalError as error:
             self.rollback()
             raise OperationalError(error) from error
@@ -297,6 +413,15 @@ class PostgresLogWriter:
             self.rollback()
             raise
         self._next_position = int(next_rows[0][0])
+        existing = {UUID(r[0].decode()) for r in existing_rows}
+        taken = []
+        if handoff:
+            for ticket, commands, ask, found in handoff[0]:
+                taken.append((UUID(ticket.decode()), commands.decode(), _uuids(ask)))
+                existing.update(_uuids(found))
+            if len(handoff) > 1 and handoff[1]:
+                self._run("COMMIT")  # nothing but the answers' row changed: no fsync
+                return _handed_off(handoff[1][0][0].decode())
         return _opened(
             0 if not head_rows else int(head_rows[0][0]),
             GENESIS if not head_rows else head_rows[0][1].decode(),
@@ -304,18 +429,37 @@ class PostgresLogWriter:
                 LoggedEvent(int(p), UUID(i.decode()), int(v), t.decode(), s, state_as_hex_text=True)
                 for p, i, v, t, s in tail_rows
             ],
-            {UUID(r[0].decode()) for r in existing_rows},
+            existing,
+            taken,
         )
 
-    def commit(self, opened: Opened, stored: Sequence[StoredEvent]) -> list[int]:
+    def _withdraw(self, offer: Offer) -> None:
+        """After waiting too long for the lock: take the queued commands back, unless a
+        holder took them already (then their answers come with that holder's commit)."""
+        try:
+            self.rollback()
+            self._run(self.withdraw_query % {"ticket": offer.ticket})
+        except self.psycopg.Error:
+            pass  # the error being raised says more than this one
+
+    def commit(
+        self, opened: Opened, stored: Sequence[StoredEvent], answers: Sequence[Answered] = ()
+    ) -> list[int]:
+        answered = ""
+        if answers:
+            answered = (
+                self.answers_insert
+                + ",".join(f"('{ticket}',{_quoted(text)})" for ticket, text in answers)
+                + "; "
+            )
         if not stored:
-            self._run("COMMIT")
+            self._run(answered + "COMMIT")
             return []
         positions = list(range(self._next_position, self._next_position + len(stored)))
         if len(stored) >= limits.POSTGRES_COPY_EVENTS_MIN:
-            self._copy_and_commit(opened, positions, stored)
+            self._copy_and_commit(opened, positions, stored, answered)
             return positions
-        query = self.commit_query % {
+        query = answered + self.commit_query % {
             "events": ",".join(
                 f"({position},'{_uuid(e.originator_id)}',{int(e.originator_version)},"
                 f"{_quoted(e.topic)},decode('{e.state.hex()}','hex'))"
@@ -335,7 +479,7 @@ class PostgresLogWriter:
         return positions
 
     def _copy_and_commit(
-        self, opened: Opened, positions: list[int], stored: Sequence[StoredEvent]
+        self, opened: Opened, positions: list[int], stored: Sequence[StoredEvent], answered: str
     ) -> None:
         try:
             with self.connection.cursor() as cursor:
@@ -346,7 +490,9 @@ class PostgresLogWriter:
                 with cursor.copy(self.copy_links.encode()) as copy:
                     for link in links_for(opened.head_link, positions, stored):
                         copy.write_row(link)
-            self._run(self.finish_query % {"sequence": self.sequence, "last": positions[-1]})
+            self._run(
+                answered + self.finish_query % {"sequence": self.sequence, "last": positions[-1]}
+            )
         except self.psycopg.IntegrityError as error:
             raise IntegrityError(error) from error
 
@@ -385,7 +531,11 @@ class PostgresLogWriter:
 
 
 def _opened(
-    head: int, head_link: str, tail_rows: Sequence[LoggedEvent], existing: set[UUID]
+    head: int,
+    head_link: str,
+    tail_rows: Sequence[LoggedEvent],
+    existing: set[UUID],
+    taken: list[tuple[UUID, str, list[UUID]]] | None = None,
 ) -> Opened:
     """The tail read one past its bound."""
     return Opened(
@@ -394,7 +544,33 @@ def _opened(
         tail=list(tail_rows[: limits.TAIL_EVENTS_MAX]),
         tail_complete=len(tail_rows) <= limits.TAIL_EVENTS_MAX,
         existing=existing,
+        taken=taken or [],
     )
+
+
+def _handed_off(answers: str) -> Opened:
+    """What a writer whose commands another decided sees: their answers (it holds no lock,
+    and read nothing of the log)."""
+    return Opened(
+        head=0, head_link=GENESIS, tail=[], tail_complete=True, existing=set(), answers=answers
+    )
+
+
+class _LockBusy(Exception):
+    """The write lock was not free at once (LOCK ... NOWAIT)."""
+
+
+_NOBODY = UUID(int=0)  # a ticket no writer holds
+
+
+def _uuid_list(ids: Sequence[UUID]) -> str:
+    return ",".join(str(_uuid(i)) for i in ids)  # UUIDs: hexadecimal and dashes only
+
+
+def _uuids(array_text: bytes) -> list[UUID]:
+    """A uuid[] in PostgreSQL's text form: {a,b,c} (UUIDs are never quoted)."""
+    inner = array_text.decode()[1:-1]
+    return [UUID(text) for text in inner.split(",")] if inner else []
 
 
 def _quoted(text: str) -> str:

@@ -36,6 +36,10 @@ class WriteStatistics:
     retries: int = 0  # decided again after an append that conflicted
     lock_wait_seconds: float = 0.0  # in begin(): waiting for the log's write lock, and its reads
     snapshot_failures: int = 0  # snapshots not stored after a commit (the commit stands)
+    # PostgreSQL (ledger/handoff.py): commands this writer queued that another decided, and
+    # commands of other writers this one decided.
+    handed_off: int = 0
+    served: int = 0
 
 
 class AggregateCache:

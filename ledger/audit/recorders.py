@@ -20,6 +20,9 @@ from psycopg.sql import SQL, Identifier
 from ledger.audit.chain import GENESIS, chain_link
 
 CHAIN_TABLE = "event_chain"
+# PostgreSQL: commands handed to the write lock's holder, and its answers (ledger/handoff.py).
+QUEUE_TABLE = "ledger_handoff_queue"
+ANSWERS_TABLE = "ledger_handoff_answers"
 
 
 def links_for(
@@ -103,6 +106,16 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
                     "CREATE TABLE IF NOT EXISTS {0} (position bigint PRIMARY KEY, "
                     "hash text NOT NULL)"
                 ).format(self.chain_table),
+                # Commands handed to the lock's holder and its answers (ledger/handoff.py):
+                # unlogged, so queueing costs no fsync; what a crash empties was never answered.
+                SQL(
+                    "CREATE UNLOGGED TABLE IF NOT EXISTS {0} (seq bigserial PRIMARY KEY, "
+                    "ticket uuid NOT NULL UNIQUE, commands text NOT NULL, ask uuid[] NOT NULL)"
+                ).format(SQL("{0}.{1}").format(schema, Identifier(QUEUE_TABLE))),
+                SQL(
+                    "CREATE UNLOGGED TABLE IF NOT EXISTS {0} (ticket uuid PRIMARY KEY, "
+                    "answers text NOT NULL)"
+                ).format(SQL("{0}.{1}").format(schema, Identifier(ANSWERS_TABLE))),
                 SQL(
                     "CREATE OR REPLACE FUNCTION {0}() RETURNS trigger LANGUAGE plpgsql AS $$ "
                     "BEGIN RAISE EXCEPTION 'the event log is append-only: % refused on %', "

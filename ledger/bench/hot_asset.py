@@ -90,6 +90,8 @@ class WorkerResult(BaseModel):
     conflicts: int
     counted_by: str
     lock_wait_seconds: float  # in the write path's begin: the queue for the log's write lock
+    transactions: int = 0  # committed by this worker (its own commands and those it served)
+    handed_off: int = 0  # its commands another worker decided (ledger/handoff.py)
     error: str | None = None
 
 
@@ -146,6 +148,8 @@ def _work(url: str, index: int, count: int, barrier: Any) -> WorkerResult:
             conflicts=ledger.conflicts,
             counted_by=ledger.counted_by,
             lock_wait_seconds=ledger.write_statistics.lock_wait_seconds,
+            transactions=ledger.write_statistics.transactions,
+            handed_off=ledger.write_statistics.handed_off,
         )
 
 
@@ -207,6 +211,8 @@ class HotRun(BaseModel):
     conflicts: int
     counted_by: str
     lock_wait_ms_per_command: float
+    transactions: int
+    handed_off: int
     upper_limit: str
     pool_total: str
     accepted_quantity: str
@@ -246,6 +252,8 @@ def hot_run(config: BenchConfig, processes: Workers, workers: int) -> HotRun:
         conflicts=sum(r.conflicts for r in results),
         counted_by=results[0].counted_by,
         lock_wait_ms_per_command=1000 * sum(r.lock_wait_seconds for r in results) / total,
+        transactions=sum(r.transactions for r in results),
+        handed_off=sum(r.handed_off for r in results),
         upper_limit=str(upper_limit),
         pool_total=str(pool_total),
         accepted_quantity=str(accepted_quantity),
@@ -289,6 +297,10 @@ def _figures(measured: dict[int, list[HotRun]]) -> list[Figure]:
             "upper_limit": last.upper_limit,
             "pool_total": last.pool_total,
             "accepted_quantity": last.accepted_quantity,
+            # Commands decided by another worker than their own (ledger/handoff.py), and
+            # commands per commit, in the last run.
+            "handed_off": last.handed_off,
+            "commands_per_transaction": round(last.commands / max(last.transactions, 1), 2),
         }
         figures.append(
             Figure.judged(

@@ -27,6 +27,7 @@ from psycopg import sql
 from ledger import Ledger
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset_pool import AssetPool
+from ledger.handoff import HandedOff, Offer
 from ledger.write_transaction import WriteTransaction
 from tests.concurrency.store import (
     assert_serial_replay_identical,
@@ -59,9 +60,9 @@ class InterleavingLedger(Ledger):
         super().__init__(url)
         self.before_reading: dict[UUID, Callable[[], None]] = {}
 
-    def in_write_transaction(
-        self, work: Callable[[WriteTransaction], T], ask: Sequence[UUID] = ()
-    ) -> T:
+    def _write(
+        self, work: Callable[[WriteTransaction], T], ask: Sequence[UUID], offer: Offer | None
+    ) -> T | HandedOff:
         def hooked(transaction: WriteTransaction) -> T:
             read = transaction.get
 
@@ -78,7 +79,7 @@ class InterleavingLedger(Ledger):
                 hook()
             return result
 
-        return super().in_write_transaction(hooked, ask)
+        return super()._write(hooked, ask, offer)
 
 
 class OtherWriter:
