@@ -54,7 +54,13 @@ from ledger.domain.request import Request, payload_digest
 from ledger.errors import ReadOnlyLedger, RequestIdReused, SaveRetriesExhausted
 from ledger.handlers import borrowing, modes, parameters, risk, trading, transfers, users
 from ledger.handoff import HandedOff, Offer, decode_answers, encode_answers, queued_commands
-from ledger.log_writer import LogWriter, Opened, PostgresLogWriter, SQLiteLogWriter
+from ledger.log_writer import (
+    LogWriter,
+    PostgresLogWriter,
+    Queued,
+    SpeculationMissed,
+    SQLiteLogWriter,
+)
 from ledger.outcomes import Outcome, Status
 from ledger.persistence import database_url, env_for_url, is_postgres, schema_setup_lock
 from ledger.times import format_time
@@ -244,12 +250,15 @@ class Ledger(Application[UUID]):
         those other writers queued (ledger/handoff.py)."""
         if self._writer is None:
             raise ReadOnlyLedger(f"{self.database_url} was opened read-only")
+        speculate = True
         with self._write_lock:
             for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
                 cache = self._write_cache
                 after = cache.position if cache.position is not None else _NOTHING_BEFORE
                 started = time.perf_counter()
-                opened = self._writer.begin(after, ask, offer)
+                opened = (self._writer.speculate(after) if speculate else None) or (
+                    self._writer.begin(after, ask, offer)
+                )
                 self.write_statistics.lock_wait_seconds += time.perf_counter() - started
                 if opened.answers is not None:  # committed by the writer that decided them
                     return HandedOff(decode_answers(opened.answers))
@@ -258,13 +267,26 @@ class Ledger(Application[UUID]):
                     transaction = WriteTransaction(self, cache, opened)
                     transaction.known_absent(ask)
                     result = work(transaction)
-                    answers = self._serve(transaction, opened, offer)
+                    answers = self._serve(transaction, opened.taken, offer)
                     positions = self._writer.commit(
-                        opened, transaction.stored_events(), [a[:2] for a in answers]
+                        opened,
+                        transaction.stored_events(),
+                        [a[:2] for a in answers],
+                        transaction.assumed_new,
                     )
-                except IntegrityError:
-                    # Someone appended without the lock (not the ledger): decide again.
+                except (SpeculationMissed, IntegrityError) as missed:
                     self._writer.rollback()
+                    if opened.speculative:
+                        # Decided on the log as this writer left it, which had moved (or an
+                        # id assumed new was not): decide again, reading under the lock.
+                        transaction.forget_decided()
+                        self._writer.missed(
+                            absent_assumed_wrongly=isinstance(missed, IntegrityError)
+                        )
+                        self.write_statistics.speculation_misses += 1
+                        speculate = False
+                        continue
+                    # Someone appended without the lock (not the ledger): decide again.
                     cache.forget()
                     self.write_statistics.retries += 1
                     continue
@@ -282,6 +304,7 @@ class Ledger(Application[UUID]):
                     cache.forget()
                     raise
                 self.write_statistics.transactions += 1
+                self.write_statistics.speculated += opened.speculative
                 self.write_statistics.served += sum(count for _, _, count in answers)
                 if positions:
                     cache.position = positions[-1]
@@ -290,12 +313,12 @@ class Ledger(Application[UUID]):
         raise SaveRetriesExhausted(f"{limits.SAVE_RETRY_COUNT_MAX} conflicts in a row")
 
     def _serve(
-        self, transaction: WriteTransaction, opened: Opened, offer: Offer | None
+        self, transaction: WriteTransaction, taken: list[Queued], offer: Offer | None
     ) -> list[tuple[UUID, str, int]]:
         """Decide the commands other writers queued, after this writer's own: their tickets,
         answers and how many."""
         answers = []
-        for ticket, commands_json, ask in opened.taken:
+        for ticket, commands_json, ask in taken:
             if offer is not None and ticket == offer.ticket:
                 continue  # queued by this writer, decided by `work` already
             transaction.known_absent(ask)

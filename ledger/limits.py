@@ -111,3 +111,8 @@ SQLITE_LOCK_POLL_SECONDS = 0.001
 # a holder takes at most this many queued runs, so its transaction stays short.
 HANDOFF_COMMANDS_MAX = 16
 HANDOFF_TAKE_MAX = 64
+
+# PostgreSQL: a writer alone on the log decides before taking the lock (LogWriter.speculate)
+# and assumes the new ids it is asked about are new; when one was not (a cold cache), it reads
+# under the lock for this many transactions before betting again.
+SPECULATION_PAUSE_TRANSACTIONS = 100

@@ -25,7 +25,13 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 
 from ledger import limits
 from ledger.audit.chain import GENESIS
-from ledger.audit.recorders import ANSWERS_TABLE, CHAIN_TABLE, QUEUE_TABLE, links_for
+from ledger.audit.recorders import (
+    ANSWERS_TABLE,
+    CHAIN_TABLE,
+    EXPECT_FUNCTION,
+    QUEUE_TABLE,
+    links_for,
+)
 from ledger.handoff import Offer
 
 if TYPE_CHECKING:
@@ -56,6 +62,7 @@ class LoggedEvent:
 
 
 Answered = tuple[UUID, str]  # a queued run's ticket, and its answers as JSON (ledger/handoff.py)
+Queued = tuple[UUID, str, list[UUID]]  # a queued run: ticket, commands as JSON, ids to look up
 
 
 @dataclass(frozen=True)
@@ -70,17 +77,40 @@ class Opened:
     # PostgreSQL, commands handed to the lock's holder (ledger/handoff.py): other writers'
     # queued commands this transaction took to decide (ticket, commands as JSON, their ids),
     # or, when another writer decided ours meanwhile, their answers (the lock already let go).
-    taken: list[tuple[UUID, str, list[UUID]]] = field(default_factory=list)
+    taken: list[Queued] = field(default_factory=list)
     answers: str | None = None
+    # PostgreSQL: opened without the lock or any read, the log assumed where this writer left
+    # it; the commit takes the lock and checks that (LogWriter.speculate).
+    speculative: bool = False
+
+
+class SpeculationMissed(Exception):
+    """A transaction opened by speculate() found the log moved (or the lock busy) at commit:
+    nothing was written; decide again in a transaction opened by begin()."""
 
 
 class LogWriter(Protocol):
     hands_off: bool  # whether begin() takes an Offer (ledger/handoff.py)
 
+    def speculate(self, after: int) -> Opened | None:
+        """A transaction that reads nothing and takes no lock until its commit, when this
+        writer alone has been writing lately and the log is where it left it (`after`); None
+        when that is not worth betting on."""
+        ...
+
+    def missed(self, *, absent_assumed_wrongly: bool) -> None:
+        """A speculative transaction was rolled back (SpeculationMissed, or an id it assumed
+        new had events)."""
+        ...
+
     def begin(self, after: int, ask: Sequence[UUID], offer: Offer | None = None) -> Opened: ...
 
     def commit(
-        self, opened: Opened, stored: Sequence[StoredEvent], answers: Sequence[Answered] = ()
+        self,
+        opened: Opened,
+        stored: Sequence[StoredEvent],
+        answers: Sequence[Answered] = (),
+        assumed_new: Sequence[UUID] = (),
     ) -> list[int]:
         """Append the events and their chain links, and the answers to the commands taken
         from other writers, and commit; the events' positions."""
@@ -104,6 +134,12 @@ class SQLiteLogWriter:
         self._next_position = 0
 
     hands_off = False  # one file, one writer at a time, no server to queue commands on
+
+    def speculate(self, after: int) -> Opened | None:
+        return None  # its reads under the lock are local calls, not round trips
+
+    def missed(self, *, absent_assumed_wrongly: bool) -> None:
+        raise AssertionError("SQLite writers never speculate")
 
     def begin(self, after: int, ask: Sequence[UUID], offer: Offer | None = None) -> Opened:
         assert offer is None, "SQLite writers do not hand commands off"
@@ -164,7 +200,11 @@ class SQLiteLogWriter:
         )
 
     def commit(
-        self, opened: Opened, stored: Sequence[StoredEvent], answers: Sequence[Answered] = ()
+        self,
+        opened: Opened,
+        stored: Sequence[StoredEvent],
+        answers: Sequence[Answered] = (),
+        assumed_new: Sequence[UUID] = (),
     ) -> list[int]:
         assert not answers, "SQLite writers take no commands from others"
         c = self.connection
@@ -335,6 +375,22 @@ class PostgresLogWriter:
         self.hands_off = True
         self.sequence = ""  # the position column's sequence, as a literal (per connection)
         self._next_position = 0
+        # Where this writer left the log (head, link, next position) when it has reason to
+        # think nobody else is writing: the last transaction it opened saw no one else's
+        # events, and its commit since then is the log's head. None: read under the lock.
+        self._left: tuple[int, str, int] | None = None
+        self._cold_transactions = 0  # transactions left before speculating again
+        self._quiet = False  # the last transaction opened by begin() saw no one else's events
+        self.expect_query = text(
+            "BEGIN; SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE NOWAIT; "
+            "EXECUTE ledger_expect(%(head)d, %(next)d, '{{%(ids)s}}'); ",
+            int(env["POSTGRES_LOCK_TIMEOUT"]),
+            events,
+        )
+        self.expect_function = text(
+            "{0}", SQL("{0}.{1}").format(schema, Identifier(EXPECT_FUNCTION))
+        )
+        self.chain_table = text("{0}", chain)
         self.connection = self._connect()
 
     def _connect(self) -> "psycopg.Connection[Any]":
@@ -351,13 +407,39 @@ class PostgresLogWriter:
         assert row is not None and row[0] is not None, self.events_table
         sequence = str(row[0])  # quoted where it needs to be
         self.sequence = _quoted(sequence)
+        next_position = (
+            f"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {sequence}"
+        )
+        connection.execute(f"PREPARE ledger_next AS {next_position}".encode())
         connection.execute(
-            "PREPARE ledger_next AS SELECT CASE WHEN is_called THEN last_value + 1 "
-            f"ELSE last_value END FROM {sequence}".encode()
+            f"PREPARE ledger_expect(bigint, bigint, uuid[]) AS SELECT {self.expect_function}("
+            f"(SELECT coalesce(max(position), 0) FROM {self.chain_table}) = $1 "
+            f"AND ({next_position}) = $2, NOT EXISTS (SELECT FROM {self.events_table} "
+            "WHERE originator_id = ANY($3) AND originator_version = 1))".encode()
         )
         return connection
 
+    def speculate(self, after: int) -> Opened | None:
+        if self._cold_transactions > 0:
+            self._cold_transactions -= 1
+            return None
+        left, self._left = self._left, None  # until this transaction commits
+        if left is None or left[0] != after:
+            return None
+        head, link, self._next_position = left
+        return Opened(
+            head=head, head_link=link, tail=[], tail_complete=True, existing=set(), speculative=True
+        )
+
+    def missed(self, *, absent_assumed_wrongly: bool) -> None:
+        """A speculation missed: the next transactions read under the lock; after a miss on
+        an aggregate assumed absent, for a while (a cold cache would miss again and again)."""
+        self._left = None
+        if absent_assumed_wrongly:
+            self._cold_transactions = limits.SPECULATION_PAUSE_TRANSACTIONS
+
     def begin(self, after: int, ask: Sequence[UUID], offer: Offer | None = None) -> Opened:
+        self._left = None
         if self.connection.closed or self.connection.broken:
             self.connection.close()
             self.connection = self._connect()  # the server restarted, or ended our session
@@ -413,12 +495,11 @@ class PostgresLogWriter:
             self.rollback()
             raise
         self._next_position = int(next_rows[0][0])
+        self._quiet = not tail_rows  # no one else appended since this writer's last look
         existing = {UUID(r[0].decode()) for r in existing_rows}
         taken = []
         if handoff:
-            for ticket, commands, ask, found in handoff[0]:
-                taken.append((UUID(ticket.decode()), commands.decode(), _uuids(ask)))
-                existing.update(_uuids(found))
+            taken = _taken(handoff[0], existing)
             if len(handoff) > 1 and handoff[1]:
                 self._run("COMMIT")  # nothing but the answers' row changed: no fsync
                 return _handed_off(handoff[1][0][0].decode())
@@ -443,7 +524,11 @@ class PostgresLogWriter:
             pass  # the error being raised says more than this one
 
     def commit(
-        self, opened: Opened, stored: Sequence[StoredEvent], answers: Sequence[Answered] = ()
+        self,
+        opened: Opened,
+        stored: Sequence[StoredEvent],
+        answers: Sequence[Answered] = (),
+        assumed_new: Sequence[UUID] = (),
     ) -> list[int]:
         answered = ""
         if answers:
@@ -452,34 +537,74 @@ class PostgresLogWriter:
                 + ",".join(f"('{ticket}',{_quoted(text)})" for ticket, text in answers)
                 + "; "
             )
+        expect = ""
+        if opened.speculative:
+            expect = self.expect_query % {
+                "head": opened.head,
+                "next": self._next_position,
+                "ids": _uuid_list(assumed_new),
+            }
         if not stored:
-            self._run(answered + "COMMIT")
+            # Nothing to append; a speculation's answers still stand on the log as it is.
+            self._run_expecting(expect + answered + "COMMIT", opened)
+            self._remember(opened, opened.head, opened.head_link, self._next_position)
             return []
         positions = list(range(self._next_position, self._next_position + len(stored)))
+        links = links_for(opened.head_link, positions, stored)
         if len(stored) >= limits.POSTGRES_COPY_EVENTS_MIN:
-            self._copy_and_commit(opened, positions, stored, answered)
+            if expect:
+                self._run_expecting(expect, opened)
+            self._copy_and_commit(opened, positions, stored, links, answered)
+            self._remember(opened, positions[-1], links[-1][1], positions[-1] + 1)
             return positions
-        query = answered + self.commit_query % {
-            "events": ",".join(
-                f"({position},'{_uuid(e.originator_id)}',{int(e.originator_version)},"
-                f"{_quoted(e.topic)},decode('{e.state.hex()}','hex'))"
-                for position, e in zip(positions, stored, strict=True)
-            ),
-            "sequence": self.sequence,
-            "last": positions[-1],
-            "links": ",".join(  # positions and hex digests: digits and letters only
-                f"({position},'{link}')"
-                for position, link in links_for(opened.head_link, positions, stored)
-            ),
-        }
-        try:
-            self._run(query)
-        except self.psycopg.IntegrityError as error:
-            raise IntegrityError(error) from error
+        query = (
+            expect
+            + answered
+            + self.commit_query
+            % {
+                "events": ",".join(
+                    f"({position},'{_uuid(e.originator_id)}',{int(e.originator_version)},"
+                    f"{_quoted(e.topic)},decode('{e.state.hex()}','hex'))"
+                    for position, e in zip(positions, stored, strict=True)
+                ),
+                "sequence": self.sequence,
+                "last": positions[-1],
+                "links": ",".join(  # positions and hex digests: digits and letters only
+                    f"({position},'{link}')" for position, link in links
+                ),
+            }
+        )
+        self._run_expecting(query, opened)
+        self._remember(opened, positions[-1], links[-1][1], positions[-1] + 1)
         return positions
 
+    def _run_expecting(self, query: str, opened: Opened) -> None:
+        """Run a commit; a speculation that finds the log moved or the lock busy is missed."""
+        try:
+            self._run(query)
+        except (
+            self.psycopg.errors.LockNotAvailable,
+            self.psycopg.errors.SerializationFailure,
+        ) as error:
+            if not opened.speculative:
+                raise
+            self.rollback()
+            raise SpeculationMissed(str(error)) from error
+        except self.psycopg.IntegrityError as error:
+            raise IntegrityError(error) from error
+
+    def _remember(self, opened: Opened, head: int, link: str, next_position: int) -> None:
+        """After a commit: where the log now ends, if this writer seems to be alone."""
+        alone = opened.speculative or (self._quiet and not opened.taken)
+        self._left = (head, link, next_position) if alone else None
+
     def _copy_and_commit(
-        self, opened: Opened, positions: list[int], stored: Sequence[StoredEvent], answered: str
+        self,
+        opened: Opened,
+        positions: list[int],
+        stored: Sequence[StoredEvent],
+        links: list[tuple[int, str]],
+        answered: str,
     ) -> None:
         try:
             with self.connection.cursor() as cursor:
@@ -488,7 +613,7 @@ class PostgresLogWriter:
                         row = (position, _uuid(e.originator_id), e.originator_version, e.topic)
                         copy.write_row((*row, e.state))
                 with cursor.copy(self.copy_links.encode()) as copy:
-                    for link in links_for(opened.head_link, positions, stored):
+                    for link in links:
                         copy.write_row(link)
             self._run(
                 answered + self.finish_query % {"sequence": self.sequence, "last": positions[-1]}
@@ -521,6 +646,7 @@ class PostgresLogWriter:
         return rows
 
     def rollback(self) -> None:
+        self._left = None
         if self.connection.closed or self.connection.broken:
             return  # nothing to undo: the server ended the transaction with the session
         if self.connection.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE:
@@ -535,7 +661,7 @@ def _opened(
     head_link: str,
     tail_rows: Sequence[LoggedEvent],
     existing: set[UUID],
-    taken: list[tuple[UUID, str, list[UUID]]] | None = None,
+    taken: list[Queued] | None = None,
 ) -> Opened:
     """The tail read one past its bound."""
     return Opened(
@@ -561,6 +687,15 @@ class _LockBusy(Exception):
 
 
 _NOBODY = UUID(int=0)  # a ticket no writer holds
+
+
+def _taken(rows: list[tuple[Any, ...]], existing: set[UUID]) -> list[Queued]:
+    """ledger_take's rows: the runs, oldest first; which of their ids have events."""
+    taken = []
+    for ticket, commands, ask, found in rows:
+        taken.append((UUID(ticket.decode()), commands.decode(), _uuids(ask)))
+        existing.update(_uuids(found))
+    return taken
 
 
 def _uuid_list(ids: Sequence[UUID]) -> str:

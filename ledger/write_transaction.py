@@ -40,6 +40,10 @@ class WriteStatistics:
     # commands of other writers this one decided.
     handed_off: int = 0
     served: int = 0
+    # PostgreSQL (LogWriter.speculate): transactions committed without a read before deciding,
+    # and those that found the log moved at commit and were decided again.
+    speculated: int = 0
+    speculation_misses: int = 0
 
 
 class AggregateCache:
@@ -124,16 +128,21 @@ class WriteTransaction:
         self.snapshots_taken: dict[UUID, Any] = {}
         self._events_of: dict[UUID, list[Any]] = {}
         self._absent: set[UUID] = set()
+        self.assumed_new: list[UUID] = []
         # Every aggregate this transaction decided events for, as they now are: the cache may
         # drop them (it is bounded) before they are committed, and they must not be read back
         # from the committed log without those events.
         self._decided: dict[UUID, LedgerAggregate] = {}
 
     def known_absent(self, ids: Iterable[UUID]) -> None:
-        """Ids the lock-time lookup found no events for (new requests, new accounts)."""
+        """Ids the lock-time lookup found no events for (new requests, new accounts); in a
+        speculative transaction (nothing looked up), those assumed new, which its commit
+        checks (`assumed_new`)."""
         for aggregate_id in ids:
             if aggregate_id not in self.opened.existing and self.cache.get(aggregate_id) is None:
                 self._absent.add(aggregate_id)
+                if self.opened.speculative:
+                    self.assumed_new.append(aggregate_id)
 
     def exists(self, aggregate_id: UUID) -> bool:
         return (
@@ -200,6 +209,11 @@ class WriteTransaction:
                         self.snapshots_due[aggregate.id] = event.originator_version
                 if aggregate.version % interval == 0:  # taken now, put once committed
                     self.snapshots_taken[aggregate.id] = type(aggregate).Snapshot.take(aggregate)
+
+    def forget_decided(self) -> None:
+        """The transaction was rolled back: the cache no longer holds what it decided."""
+        for aggregate_id in self._decided:
+            self.cache.discard(aggregate_id)
 
     def restore(self, aggregate_ids: Iterable[UUID]) -> None:
         """Undo what a refused command did to these aggregates: as committed, plus the events

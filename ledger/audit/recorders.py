@@ -23,6 +23,7 @@ CHAIN_TABLE = "event_chain"
 # PostgreSQL: commands handed to the write lock's holder, and its answers (ledger/handoff.py).
 QUEUE_TABLE = "ledger_handoff_queue"
 ANSWERS_TABLE = "ledger_handoff_answers"
+EXPECT_FUNCTION = "ledger_expect_unmoved"
 
 
 def links_for(
@@ -106,6 +107,18 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
                     "CREATE TABLE IF NOT EXISTS {0} (position bigint PRIMARY KEY, "
                     "hash text NOT NULL)"
                 ).format(self.chain_table),
+                # A write decided before taking the lock (ledger/log_writer.py) commits only if
+                # the log is still where the writer last saw it, and
+                # if the ids it assumed new still are (else a unique violation, as inserting
+                # their first event would be).
+                SQL(
+                    "CREATE OR REPLACE FUNCTION {0}(unmoved boolean, still_new boolean) "
+                    "RETURNS void LANGUAGE plpgsql AS $$ BEGIN IF NOT unmoved THEN RAISE "
+                    "EXCEPTION 'the log moved since this writer last read it' "
+                    "USING ERRCODE = 'serialization_failure'; END IF; IF NOT still_new THEN "
+                    "RAISE EXCEPTION 'an aggregate assumed new has events' "
+                    "USING ERRCODE = 'unique_violation'; END IF; END $$"
+                ).format(SQL("{0}.{1}").format(schema, Identifier(EXPECT_FUNCTION))),
                 # Commands handed to the lock's holder and its answers (ledger/handoff.py):
                 # unlogged, so queueing costs no fsync; what a crash empties was never answered.
                 SQL(

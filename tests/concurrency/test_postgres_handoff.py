@@ -3,7 +3,9 @@
 A writer that finds the lock busy queues its commands and waits; the next holder decides them
 after its own and commits their answers with the events. These tests make each situation happen
 on purpose: a holder kept inside its transaction while others queue, a queued run put in the
-queue as a waiting writer would, a holder failing after taking one.
+queue as a waiting writer would, a holder failing after taking one. (Only a transaction that
+reads the log under the lock takes what is queued: a writer that has been alone lately decides
+before locking (LogWriter.speculate), and a queued writer then leads its own commands.)
 """
 
 import threading
@@ -167,7 +169,8 @@ def test_queued_invalid_commands_are_answered_as_invalid_and_leave_no_trace(
                 transfer("used", "u0", "999"),
             ],
         )
-        assert ledger.execute(transfer("own", "u3", "10")).is_accepted
+        with Ledger(schema_url) as server:  # fresh: it reads under the lock, and takes
+            assert server.execute(transfer("own", "u3", "10")).is_accepted
         unknown, fine, reused = answers_for(schema_url, offer)
         assert isinstance(unknown, LedgerInputError) and not isinstance(unknown, RequestIdReused)
         assert unknown.request_id == "bad-asset"
@@ -206,6 +209,7 @@ def test_a_holder_that_fails_after_taking_queued_commands_puts_them_back(
         assert rows(schema_url, ANSWERS_TABLE) == []
 
         monkeypatch.setattr(Ledger, "_serve", original)
+    with Ledger(schema_url) as ledger:  # fresh: it reads under the lock, and takes
         assert ledger.execute(transfer("own-2", "own2", "100")).is_accepted
         (answer,) = answers_for(schema_url, offer)
         assert isinstance(answer, Outcome) and answer.is_accepted
