@@ -19,6 +19,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -31,17 +32,22 @@ Answer = Outcome | CommandInvalid
 
 @dataclass(frozen=True)
 class Offer:
-    """Commands a writer is ready to hand to the lock's holder: its ticket, the commands as
-    JSON, and the aggregate ids worth looking up for them (as for its own transaction)."""
+    """Commands a writer is ready to hand to the lock's holder: its ticket, the commands, and
+    the aggregate ids worth looking up for them (as for its own transaction)."""
 
     ticket: UUID
-    commands: str
+    commands: Sequence[CommandBase]
     ask: Sequence[UUID]
 
     @classmethod
     def of(cls, commands: Sequence[CommandBase], ask: Sequence[UUID]) -> "Offer":
-        text = "[" + ",".join(command_adapter.dump_json(c).decode() for c in commands) + "]"  # type: ignore[arg-type]
-        return cls(ticket=uuid.uuid4(), commands=text, ask=list(ask))
+        return cls(ticket=uuid.uuid4(), commands=commands, ask=ask)
+
+    @cached_property
+    def commands_json(self) -> str:
+        """The commands as queued: encoded only if the lock was busy (most offers are not
+        queued: the lock was free, or the writer decided before locking)."""
+        return "[" + ",".join(command_adapter.dump_json(c).decode() for c in self.commands) + "]"  # type: ignore[arg-type]
 
 
 def queued_commands(text: str) -> list[CommandBase]:

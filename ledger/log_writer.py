@@ -456,7 +456,7 @@ class PostgresLogWriter:
             return self._begin(self.begin_at_once_query % values, at_once=True)
         except _LockBusy:
             pass
-        queued = values | {"ticket": offer.ticket, "commands": _quoted(offer.commands)}
+        queued = values | {"ticket": offer.ticket, "commands": _quoted(offer.commands_json)}
         deadline = time.monotonic() + int(self.env["POSTGRES_LOCK_TIMEOUT"])
         wait = self.queue_and_wait_query
         try:

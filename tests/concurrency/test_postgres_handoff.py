@@ -71,7 +71,7 @@ def queue_as_a_waiting_writer(url: str, commands: list[CommandBase]) -> Offer:
             sql.SQL("INSERT INTO {}.{} (ticket, commands, ask) VALUES (%s, %s, %s)").format(
                 schema_of(url), sql.Identifier(QUEUE_TABLE)
             ),
-            (offer.ticket, offer.commands, list(offer.ask)),
+            (offer.ticket, offer.commands_json, list(offer.ask)),
         )
     return offer
 
