@@ -44,14 +44,16 @@ from ledger.commands import (
     SwitchMode,
     TransferIn,
     TransferOut,
+    canonical_json,
 )
 from ledger.domain.account import MarginAccount
 from ledger.domain.asset import Asset, AssetCatalog
 from ledger.domain.asset_pool import AssetPool
-from ledger.domain.base import LedgerAggregate, Stamp
+from ledger.domain.base import LedgerAggregate, Stamp, event_id
 from ledger.domain.insurance_fund import InsuranceFund
 from ledger.domain.request import Request, payload_digest
 from ledger.errors import ReadOnlyLedger, RequestIdReused, SaveRetriesExhausted
+from ledger.gc_pause import collections_paused
 from ledger.handlers import borrowing, modes, parameters, risk, trading, transfers, users
 from ledger.handoff import HandedOff, Offer, decode_answers, encode_answers, queued_commands
 from ledger.log_writer import (
@@ -251,7 +253,7 @@ class Ledger(Application[UUID]):
         if self._writer is None:
             raise ReadOnlyLedger(f"{self.database_url} was opened read-only")
         speculate = True
-        with self._write_lock:
+        with self._write_lock, collections_paused():
             for _attempt in range(limits.SAVE_RETRY_COUNT_MAX):
                 cache = self._write_cache
                 after = cache.position if cache.position is not None else _NOTHING_BEFORE
@@ -332,7 +334,8 @@ class Ledger(Application[UUID]):
         self, transaction: WriteTransaction, command: CommandBase
     ) -> Outcome | CommandInvalid:
         """One command inside a write transaction: its outcome, or why it is invalid."""
-        digest = payload_digest(command.payload_digest_source())
+        given = command.model_dump(mode="json")
+        digest = payload_digest(canonical_json(given))
         first = self._first_in(transaction, command, digest)
         if first is not None:
             return first
@@ -344,7 +347,7 @@ class Ledger(Application[UUID]):
             invalid.request_id = invalid.request_id or command.request_id
             return invalid
         request, outcome = self._record_request(
-            command, digest, decided, unit.changed.values(), unit.resolved_stamp()
+            command, given, digest, decided, unit.changed.values(), unit.resolved_stamp()
         )
         transaction.accept(unit.changed.values())
         transaction.accept([request], cache=False)
@@ -475,7 +478,8 @@ class Ledger(Application[UUID]):
 
     def record_job(self, command: CommandBase, context: dict[str, Any]) -> Outcome:
         """Record a job's Request with its summary, after its per-account work was recorded."""
-        digest = payload_digest(command.payload_digest_source())
+        given = command.model_dump(mode="json")
+        digest = payload_digest(canonical_json(given))
         decided = Decided(status=Status.ACCEPTED, context=context)
 
         def record(transaction: WriteTransaction) -> Outcome:
@@ -484,7 +488,9 @@ class Ledger(Application[UUID]):
                 assert not isinstance(first, CommandInvalid), first
                 return first
             unit = UnitOfWork(self, command, transaction)
-            request, outcome = self._record_request(command, digest, decided, [], unit.stamp())
+            request, outcome = self._record_request(
+                command, given, digest, decided, [], unit.stamp()
+            )
             transaction.accept([request], cache=False)
             return outcome
 
@@ -533,16 +539,19 @@ class Ledger(Application[UUID]):
     @staticmethod
     def _record_request(
         command: CommandBase,
+        given: dict[str, Any],
         digest: str,
         decided: Decided,
         changed: Iterable[LedgerAggregate],
         stamp: Stamp,
     ) -> tuple[Request, Outcome]:
+        """The command's Request (`given`: the command's JSON, `digest` its digest) and the
+        outcome it records."""
         event_ids = [
             event_id for aggregate in changed for event_id in aggregate.pending_event_ids()
         ]
         effective_at = stamp.effective_at
-        request_event_id = f"{Request.create_id(command.request_id)}:1"
+        request_event_id = event_id(Request.create_id(command.request_id), 1)
         outcome = Outcome(
             request_id=command.request_id,
             status=decided.status,
@@ -554,7 +563,7 @@ class Ledger(Application[UUID]):
         )
         request = Request.record(
             command_type=command.command_type,
-            command=command.model_dump(mode="json"),
+            command=given,
             digest=digest,
             outcome=outcome.model_dump(mode="json"),
             stamp=stamp,

@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ class Ceilings(BaseModel):
 
 
 def measure(backend: Backend, config: BenchConfig, row_bytes: int) -> Ceilings:
-    table = _sqlite_table if backend == "sqlite" else _postgres_table
+    table = raw_table_of(backend)
     runs = config.runs
 
     def writes(rows: int, write: Callable[[Any, list[Row]], int]) -> float:
@@ -81,13 +81,13 @@ def measure(backend: Backend, config: BenchConfig, row_bytes: int) -> Ceilings:
 
     progress(f"{backend}: ceilings (rows of {row_bytes} bytes)")
     single = sampled(runs, lambda: writes(config.ceiling_rows, _single_rows(backend)))
-    two = sampled(runs, lambda: writes(2 * config.ceiling_rows, _two_row_txns(backend)))
-    batch = sampled(runs, lambda: writes(config.ceiling_batch_rows, _batches(backend)))
+    two = sampled(runs, lambda: writes(2 * config.ceiling_rows, two_row_txns(backend)))
+    batch = sampled(runs, lambda: writes(config.ceiling_batch_rows, batches(backend)))
     copy = None
     if backend == "postgres":
         copy = sampled(runs, lambda: writes(config.ceiling_batch_rows, _copy_batches))
     with table(config) as connection:
-        _batches(backend)(connection, rows_of(config.read_rows, row_bytes, backend))
+        batches(backend)(connection, rows_of(config.read_rows, row_bytes, backend))
         reader = _reader(backend, connection, "raw_events", "position")
         read = sampled(runs, lambda: timed(lambda: reader(config.read_rows)))
     return Ceilings(
@@ -185,6 +185,11 @@ def _state(number: int, originator: uuid.UUID, row_bytes: int) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+def raw_table_of(backend: Backend) -> Callable[[BenchConfig], AbstractContextManager[Any]]:
+    """A fresh raw events table on `backend` (a context manager yielding its connection)."""
+    return _sqlite_table if backend == "sqlite" else _postgres_table
+
+
 @contextmanager
 def _sqlite_table(config: BenchConfig) -> Iterator[sqlite3.Connection]:
     folder = tempfile.mkdtemp(prefix="ledger-bench-raw-")
@@ -249,7 +254,7 @@ def _single_rows(backend: Backend) -> Callable[[Any, list[Row]], int]:
     return write
 
 
-def _two_row_txns(backend: Backend) -> Callable[[Any, list[Row]], int]:
+def two_row_txns(backend: Backend) -> Callable[[Any, list[Row]], int]:
     """One two-row INSERT and a COMMIT per transaction; counts rows (halved by the caller)."""
     statement = f"INSERT INTO raw_events ({COLUMNS}) VALUES {_placeholders(backend, 2)}"
 
@@ -263,7 +268,7 @@ def _two_row_txns(backend: Backend) -> Callable[[Any, list[Row]], int]:
     return write
 
 
-def _batches(backend: Backend) -> Callable[[Any, list[Row]], int]:
+def batches(backend: Backend) -> Callable[[Any, list[Row]], int]:
     """1,000 rows per transaction with executemany (psycopg 3 pipelines it)."""
     statement = f"INSERT INTO raw_events ({COLUMNS}) VALUES {_placeholders(backend, 1)}"
 

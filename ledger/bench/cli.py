@@ -41,6 +41,7 @@ EXTERNAL = {
     "rebuild": "ledger.bench.rebuild",
     "time-travel": "ledger.bench.time_travel",
     "http": "ledger.bench.http_load",
+    "instructions": "ledger.bench.instructions",
 }
 BESIDE_CEILINGS = ("ceilings", "commands", "batched")
 

@@ -19,7 +19,17 @@ BACKENDS: tuple[Backend, ...] = ("sqlite", "postgres")
 POSTGRES_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
 # The sections of scripts/bench, in the order they run (`--only NAME`).
-SECTIONS = ("ceilings", "commands", "batched", "hot", "rebuild", "time-travel", "http", "growth")
+SECTIONS = (
+    "ceilings",
+    "commands",
+    "batched",
+    "hot",
+    "rebuild",
+    "time-travel",
+    "http",
+    "instructions",
+    "growth",
+)
 
 
 class BenchConfig(BaseModel):

@@ -16,6 +16,7 @@ from ledger.commands.fields import (
     USER_PATTERN,
     AccountCommand,
     CommandBase,
+    canonical_json,
 )
 from ledger.commands.lifecycle import (
     AccrueInterest,
@@ -249,6 +250,7 @@ __all__ = [
     "SwitchMode",
     "TransferIn",
     "TransferOut",
+    "canonical_json",
     "parse_command",
     "parse_line",
 ]

@@ -4,7 +4,7 @@ import json
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -94,7 +94,12 @@ class CommandBase(BaseModel):
 
     def payload_digest_source(self) -> str:
         """Canonical JSON of the command as given: what a retry must repeat to be a duplicate."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.model_dump(mode="json"))
+
+
+def canonical_json(given: dict[str, Any]) -> str:
+    """A command's JSON (`model_dump(mode="json")`) as its digest hashes it."""
+    return json.dumps(given, sort_keys=True, separators=(",", ":"))
 
 
 class AccountCommand(CommandBase):

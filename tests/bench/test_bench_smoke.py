@@ -7,6 +7,7 @@ The test's name holds "postgres" so that `-k postgres` (the PostgreSQL half) run
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,19 @@ def test_bench_quick_runs_every_section_on_sqlite_and_postgres(tmp_path: Path) -
         assert figure["ceiling"] is None or figure["ceiling"]["median"] > 0, figure
     overshoots = [f for f in figures if f["section"] == "hot" and f["unit"] == "count"]
     assert overshoots and all(f["value"]["high"] == 0 and f["met"] for f in overshoots)
+    _check_instructions(figures, missing)
+
+
+def _check_instructions(figures: list[dict[str, Any]], missing: list[dict[str, Any]]) -> None:
+    """Counted under valgrind (SQLite only in --quick): a command costs more instructions than
+    one raw transaction, and a batched command more than one raw row; without valgrind the
+    section says why it did not count."""
+    counted = [f for f in figures if f["section"] == "instructions"]
+    if shutil.which("valgrind") is None:
+        assert any(m["section"] == "instructions" and "valgrind" in m["reason"] for m in missing)
+        return
+    assert {f["backend"] for f in counted} == {"sqlite"}
+    assert len(counted) == 2
+    for figure in counted:
+        assert figure["unit"] == "instructions/cmd" and figure["better"] == "lower"
+        assert figure["value"]["median"] > figure["ceiling"]["median"] > 0, figure
