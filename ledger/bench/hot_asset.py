@@ -92,6 +92,8 @@ class WorkerResult(BaseModel):
     lock_wait_seconds: float  # in the write path's begin: the queue for the log's write lock
     transactions: int = 0  # committed by this worker (its own commands and those it served)
     handed_off: int = 0  # its commands another worker decided (ledger/handoff.py)
+    speculated: int = 0  # transactions decided before taking the lock (LogWriter.speculate)
+    speculation_misses: int = 0  # of those, found the log moved at commit: decided again
     error: str | None = None
 
 
@@ -150,6 +152,8 @@ def _work(url: str, index: int, count: int, barrier: Any) -> WorkerResult:
             lock_wait_seconds=ledger.write_statistics.lock_wait_seconds,
             transactions=ledger.write_statistics.transactions,
             handed_off=ledger.write_statistics.handed_off,
+            speculated=ledger.write_statistics.speculated,
+            speculation_misses=ledger.write_statistics.speculation_misses,
         )
 
 
@@ -213,6 +217,8 @@ class HotRun(BaseModel):
     lock_wait_ms_per_command: float
     transactions: int
     handed_off: int
+    speculated: int
+    speculation_misses: int
     upper_limit: str
     pool_total: str
     accepted_quantity: str
@@ -254,6 +260,8 @@ def hot_run(config: BenchConfig, processes: Workers, workers: int) -> HotRun:
         lock_wait_ms_per_command=1000 * sum(r.lock_wait_seconds for r in results) / total,
         transactions=sum(r.transactions for r in results),
         handed_off=sum(r.handed_off for r in results),
+        speculated=sum(r.speculated for r in results),
+        speculation_misses=sum(r.speculation_misses for r in results),
         upper_limit=str(upper_limit),
         pool_total=str(pool_total),
         accepted_quantity=str(accepted_quantity),
@@ -274,8 +282,10 @@ def run(config: BenchConfig) -> list[Figure] | Unavailable:
     measured: dict[int, list[HotRun]] = {}
     processes = Workers(counts)
     try:
-        for workers in counts:
-            for number in range(config.runs):
+        # Round after round of every worker count, not all runs of one count and then the next:
+        # the disk's speed drifts within minutes, and the ratio to 1 worker must not carry it.
+        for number in range(config.runs):
+            for workers in counts:
                 progress(f"postgres: hot asset, {workers} worker(s), run {number + 1}")
                 measured.setdefault(workers, []).append(hot_run(config, processes, workers))
     finally:
@@ -301,6 +311,8 @@ def _figures(measured: dict[int, list[HotRun]]) -> list[Figure]:
             # commands per commit, in the last run.
             "handed_off": last.handed_off,
             "commands_per_transaction": round(last.commands / max(last.transactions, 1), 2),
+            "speculated": last.speculated,
+            "speculation_misses": last.speculation_misses,
         }
         figures.append(
             Figure.judged(

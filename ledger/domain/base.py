@@ -9,9 +9,11 @@ from eventsourcing.domain import (
     BaseAggregate,
     CanInitAggregate,
     CanMutateAggregate,
+    OriginatorIDError,
+    OriginatorVersionError,
     datetime_now_with_tzinfo,
 )
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.domain.snapshots import AggregateState, Snapshot
@@ -28,6 +30,11 @@ def ledger_id(key: str) -> UUID:
 @cache
 def _topic_of(aggregate_class: type) -> str:
     return get_topic(aggregate_class)
+
+
+@cache
+def _class_of(topic: str) -> Any:
+    return resolve_topic(topic)
 
 
 def event_id(originator_id: UUID, originator_version: int) -> str:
@@ -72,17 +79,41 @@ class LedgerAggregate(BaseAggregate[UUID]):
     Snapshot = Snapshot
 
     class Event(DomainEvent, CanMutateAggregate[UUID]):
+        # The library's mutate, with the aggregate's fields set directly rather than through
+        # its properties: every event of every command, every replay (docs/performance.md).
         def mutate(self, aggregate: Any) -> Any:
-            assert aggregate is None or self.effective_at >= aggregate.last_effective_at, (
+            assert self.effective_at >= aggregate.last_effective_at, (
                 self.effective_at,
                 aggregate.last_effective_at,
             )
-            aggregate = super().mutate(aggregate)
+            if self.originator_id != aggregate._id:
+                raise OriginatorIDError(self.originator_id, aggregate._id)
+            if self.originator_version != aggregate._version + 1:
+                raise OriginatorVersionError(self.originator_version, aggregate._version + 1)
+            self.apply(aggregate)
+            aggregate._version = self.originator_version
+            aggregate._modified_on = self.timestamp
             aggregate.last_effective_at = self.effective_at
             return aggregate
 
     class Created(Event, CanInitAggregate[UUID]):
         originator_topic: str
+
+        def mutate(self, aggregate: Any) -> Any:
+            """The library's: a new aggregate of the topic's class, its base fields set, then
+            this event applied. The ledger's aggregates have no __init__ of their own; one that
+            had would take the library's way, which calls it with the event's fields."""
+            assert aggregate is None, aggregate
+            aggregate_class = _class_of(self.originator_topic)
+            if aggregate_class.__init__ is not object.__init__:
+                created = CanInitAggregate.mutate(self, None)
+                assert created is not None
+            else:
+                created = aggregate_class.__new__(aggregate_class)
+                created.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+                self.apply(created)
+            created.last_effective_at = self.effective_at
+            return created
 
     # The library's _create and trigger_event, without what the ledger never uses (explicit
     # topics, ids made by create_id from the event's fields, a copy of the keyword arguments):

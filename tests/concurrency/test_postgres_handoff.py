@@ -278,6 +278,52 @@ def test_writers_finding_the_lock_busy_get_their_answers_from_whichever_holds_it
     assert rows(schema_url, ANSWERS_TABLE) == []
 
 
+def test_after_finding_the_lock_busy_a_writer_queues_first_until_it_is_alone_again(
+    schema_url: str,
+) -> None:
+    """Goal: a writer that found the lock busy while others wrote queues its next commands at
+    once (no doomed try of the lock first); when the lock is in fact free it takes its own
+    queued commands and decides them like any others, and having met no one else's events it
+    tries the lock first again. Nothing is left queued, the chain stays whole.
+
+    Method: one writer queued behind a held lock (the holder appends nothing, so the writer is
+    not left busy); then marked busy as after meeting other writers, it sends two commands with
+    the lock free, its queries recorded: the first goes through the queue, the second not."""
+    with Ledger(schema_url) as writer:
+        queued: list[Any] = []
+        with holding_the_lock(schema_url) as release:
+            thread = threading.Thread(
+                target=lambda: queued.append(writer.execute(transfer("b-1", "b1", "5")))
+            )
+            thread.start()
+            wait_until(lambda: len(rows(schema_url, QUEUE_TABLE)) == 1, "the command is queued")
+            release.set()
+            thread.join(WAIT_SECONDS)
+        assert [o.is_accepted for o in queued] == [True]
+        log_writer: Any = writer._writer
+        assert not log_writer._busy  # no one else's events met: alone
+        sent: list[str] = []
+        run = log_writer._run
+
+        def recording(query: str) -> Any:
+            sent.append(query)
+            return run(query)
+
+        log_writer._run = recording
+        log_writer._busy = True
+        assert writer.execute(transfer("b-2", "b2", "5")).is_accepted
+        assert "INSERT INTO" in sent[0] and QUEUE_TABLE in sent[0], sent[0]  # queued at once
+        assert not log_writer._busy
+        sent.clear()
+        assert writer.execute(transfer("b-3", "b3", "5")).is_accepted
+        assert not any(QUEUE_TABLE in q and "INSERT INTO" in q for q in sent), sent
+        assert writer.write_statistics.handed_off == 0 and writer.write_statistics.served == 0
+        assert pool_total(writer) == Decimal(15)
+        assert verify_chain(writer).is_intact
+    assert rows(schema_url, QUEUE_TABLE) == []
+    assert rows(schema_url, ANSWERS_TABLE) == []
+
+
 def test_a_writer_that_waits_too_long_takes_its_queued_commands_back(schema_url: str) -> None:
     """Goal: a writer whose wait for the lock times out fails cleanly: its commands are
     withdrawn from the queue, so no later holder decides what its caller was told failed."""
