@@ -194,15 +194,19 @@ class ReadModels:
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         until: int | None = None,
+        finish: bool = True,
     ) -> int:
         """Apply every event the models have not seen (up to position `until` if given);
         returns the position they all reached. `should_stop` is asked between batches (a
-        follower told to stop ends after one)."""
+        follower told to stop ends after one). `finish=False` leaves the models' finishing
+        step (the accounts' valuations) to the next catch-up that finishes: for a caller that
+        reads no valuation; readers value a row still marked stale themselves."""
         models = self.selected(names)
         position = self._apply_log(
             models, fresh=False, progress=progress, should_stop=should_stop, until=until
         )
-        self._finish(models)
+        if finish:
+            self._finish(models)
         return position
 
     def rebuild(
