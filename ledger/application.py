@@ -334,8 +334,7 @@ class Ledger(Application[UUID]):
         self, transaction: WriteTransaction, command: CommandBase
     ) -> Outcome | CommandInvalid:
         """One command inside a write transaction: its outcome, or why it is invalid."""
-        given = command.model_dump(mode="json")
-        digest = payload_digest(canonical_json(given))
+        given, digest = _given_and_digest(command)
         first = self._first_in(transaction, command, digest)
         if first is not None:
             return first
@@ -478,8 +477,7 @@ class Ledger(Application[UUID]):
 
     def record_job(self, command: CommandBase, context: dict[str, Any]) -> Outcome:
         """Record a job's Request with its summary, after its per-account work was recorded."""
-        given = command.model_dump(mode="json")
-        digest = payload_digest(canonical_json(given))
+        given, digest = _given_and_digest(command)
         decided = Decided(status=Status.ACCEPTED, context=context)
 
         def record(transaction: WriteTransaction) -> Outcome:
@@ -501,7 +499,7 @@ class Ledger(Application[UUID]):
         first = self._recorded_request(command.request_id)
         if first is None:
             return None
-        answer = _retry_answer(first, command, payload_digest(command.payload_digest_source()))
+        answer = _retry_answer(first, command, _given_and_digest(command)[1])
         if isinstance(answer, RequestIdReused):
             raise answer
         return answer
@@ -570,6 +568,13 @@ class Ledger(Application[UUID]):
         )
         assert request.pending_event_ids() == [request_event_id]
         return request, outcome
+
+
+def _given_and_digest(command: CommandBase) -> tuple[dict[str, Any], str]:
+    """The command as given (its JSON, what its Request records) and the digest a retry must
+    repeat: the JSON dumped once for both."""
+    given = command.model_dump(mode="json")
+    return given, payload_digest(canonical_json(given))
 
 
 def _retry_answer(first: Request, command: CommandBase, digest: str) -> Outcome | RequestIdReused:
