@@ -28,7 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ledger.bench import ceilings
-from ledger.bench.core import Backend, BenchConfig, Figure, Timing, Unavailable, fresh_store
+from ledger.bench.core import (
+    Backend,
+    BenchConfig,
+    Figure,
+    Timing,
+    Unavailable,
+    fresh_store,
+    progress,
+)
 
 SECTION = "instructions"
 # The parts the child counts, in the order it counts them (one callgrind dump each).
@@ -59,6 +67,10 @@ def run(config: BenchConfig) -> list[Figure] | Unavailable:
             backend: _start(valgrind, backend, config, commands, Path(folder))
             for backend in backends or config.backends[:1]
         }
+        progress(
+            f"instructions: {commands} capped transfer-ins under callgrind on "
+            f"{', '.join(children)} (a child takes ~30 s to start)"
+        )
         for backend, child in children.items():
             counts = _finish(child, backend, Path(folder))
             figures += _figures(backend, counts, commands, config)
